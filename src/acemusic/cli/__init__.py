@@ -1,0 +1,29 @@
+"""Command-line entry point. Each command lives in a small module that registers itself on `app`.
+
+Command modules import heavy libraries (torch, music21) inside their functions so `acemusic --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from acemusic.cli.app import app
+from acemusic.errors import AcemusicError
+
+# Importing registers the commands.
+from acemusic.cli import data as _data  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    """Console-script entry: library errors become one-line messages with exit code 1."""
+    try:
+        app()
+    except AcemusicError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,130 @@
+"""Attention: the window+global mask, causal self-attention (RoPE, grouped-query) and cross-attention to memory.
+
+The attention pattern is the bar-level hierarchy of DESIGN.md: token i attends key j when
+    j <= i  and  (i - j < window  or  is_global[j])
+so each token sees its local detail plus every earlier Bar token and the conditioning prefix (long range at bar
+granularity). One boolean mask is built per forward and shared by all layers; when the window covers the sequence the
+mask is skipped and SDPA takes its is_causal fast path.
+
+Shapes: B batch, T query length, S key length, H query heads, G key/value heads, D head dim, M memory vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from acemusic.model.config import ModelConfig
+from acemusic.model.rope import apply_rope
+
+if TYPE_CHECKING:
+    from acemusic.model.kv_cache import KVCache
+
+
+def build_mask(
+    T: int,
+    window: int,
+    is_global: Tensor | None,
+    pad_mask: Tensor | None = None,
+    global_tokens: bool = True,
+) -> Tensor | None:
+    """Boolean attention mask (B or 1, 1, T, T), True = may attend; None means "plain causal" (use is_causal).
+
+    `pad_mask` (B, T) marks PAD positions; a PAD key is never attended. Right padding needs no mask at all (causality
+    already hides trailing PADs from real tokens), so the pad term is only added when a PAD precedes a real token.
+    Outputs at PAD positions are unspecified. Every query keeps its own key, so no row is empty (no NaNs).
+    """
+    need_window = T > window
+    need_pad = pad_mask is not None and bool((pad_mask[:, :-1] & ~pad_mask[:, 1:]).any())
+    if not need_window and not need_pad:
+        return None
+    device = is_global.device if is_global is not None else pad_mask.device  # type: ignore[union-attr]
+    i = torch.arange(T, device=device)[:, None]
+    j = torch.arange(T, device=device)[None, :]
+    allowed = (j <= i)[None]  # (1, T, T)
+    if need_window:
+        local = (i - j) < window
+        if global_tokens and is_global is not None:
+            allowed = allowed & (local[None] | is_global[:, None, :])  # (B, T, T)
+        else:
+            allowed = allowed & local[None]
+    if need_pad:
+        allowed = (allowed & ~pad_mask[:, None, :]) | (i == j)[None]  # type: ignore[index]
+    return allowed[:, None]  # (B|1, 1, T, T)
+
+
+@dataclass
+class AttnContext:
+    """What every block needs for one forward, computed once and shared by all layers."""
+
+    cos: Tensor  # (T, D/2) RoPE table for the query positions
+    sin: Tensor
+    mask: Tensor | None  # (B|1, 1, T, S) bool; None = is_causal (training/prefill) or no mask needed
+    is_causal: bool
+    memory: Tensor | None = None  # (B, M, d_model) condition memory (training and prefill)
+    cache: KVCache | None = None  # prefill: write K/V into it; decode: also attend over it
+    decode: bool = False
+
+
+class SelfAttention(nn.Module):
+    """Causal self-attention with RoPE and grouped-query heads; one fused QKV projection."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=False)
+        self.proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: Tensor, ctx: AttnContext) -> Tensor:
+        B, T, _ = x.shape
+        H, G, D = self.n_head, self.n_kv_head, self.head_dim
+        qkv = self.qkv(x).view(B, T, H + 2 * G, D).transpose(1, 2)  # (B, H+2G, T, D)
+        qk = apply_rope(qkv[:, : H + G], ctx.cos, ctx.sin)  # rotate q and k in one pass
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + G :]  # (B, H, T, D), (B, G, T, D), (B, G, T, D)
+        if ctx.cache is not None:
+            ctx.cache.write(self.layer, k, v)
+            if ctx.decode:
+                k, v = ctx.cache.keys_values(self.layer)  # (B, G, S, D): ring window + global slots
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal,
+            dropout_p=self.dropout if self.training else 0.0, enable_gqa=G != H,
+        )  # (B, H, T, D)
+        return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+
+class CrossAttention(nn.Module):
+    """Attention from the token stream to the M condition-memory vectors (no mask, no RoPE: memory is unordered)."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
+        self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the memory, (B, H, M, D) each."""
+        B, M, _ = memory.shape
+        k, v = self.kv(memory).view(B, M, 2, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(self, x: Tensor, ctx: AttnContext) -> Tensor:
+        B, T, C = x.shape
+        if ctx.decode:
+            k, v = ctx.cache.memory_kv[self.layer]  # type: ignore[union-attr]
+        else:
+            k, v = self.memory_kv(ctx.memory)  # type: ignore[arg-type]
+            if ctx.cache is not None:
+                ctx.cache.memory_kv[self.layer] = (k, v)
+        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype),
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
