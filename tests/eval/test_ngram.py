@@ -84,8 +84,9 @@ def test_matches_dict_reference() -> None:
     seqs = [rng.integers(0, 5, size=n) for n in (40, 25, 60, 3)]  # ids 5, 6 never occur
     lm = KneserNeyLM(order=3).fit(seqs, vocab_size=v)
     for ctx in [(), (2,), (0, 1), (3, 4), (6, 6), (1, 5), tuple(seqs[0][:9])]:
-        np.testing.assert_allclose(lm.probs(np.array(ctx, dtype=np.int64)), reference_probs(seqs, 3, v, ctx),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            lm.probs(np.array(ctx, dtype=np.int64)), reference_probs(seqs, 3, v, ctx), rtol=1e-12
+        )
     # The vectorised scorer agrees with the full distributions position by position.
     s = seqs[1]
     want = [-np.log(lm.probs(s[:i])[s[i]]) for i in range(len(s))]
@@ -98,8 +99,14 @@ def test_distribution_sums_to_one(order: int, discount: float | None) -> None:
     v = 30
     seqs = [rng.integers(0, 20, size=rng.integers(1, 80)) for _ in range(30)]
     lm = KneserNeyLM(order=order, discount=discount).fit(seqs, vocab_size=v)
-    contexts = [seqs[0][:10], seqs[3], np.array([], dtype=np.int64), np.array([25, 26, 27, 28]),
-                np.array([1, 29]), rng.integers(0, 20, size=6)]
+    contexts = [
+        seqs[0][:10],
+        seqs[3],
+        np.array([], dtype=np.int64),
+        np.array([25, 26, 27, 28]),
+        np.array([1, 29]),
+        rng.integers(0, 20, size=6),
+    ]
     for ctx in contexts:
         p = lm.probs(ctx)
         assert p.shape == (v,)

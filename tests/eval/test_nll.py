@@ -43,15 +43,23 @@ def write_dataset(root: Path, tok: Tokenizer, sizes: dict[str, int], seed: int =
     """A dataset directory in the docs/TOKENS.md layout; returns the bodies and metas written per split."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
+    tok.vocab.save(root / "vocab.json")
     written = {}
     for split, n_pieces in sizes.items():
         bodies, metas = [], []
         for i in range(n_pieces):
             program = int(rng.choice([0, 40, 73]))
             bodies.append(tok.encode_body(scale_score(rng, int(rng.integers(8, 60)), program)))
-            metas.append({"id": f"{split}{i}", "style": ["bach", "folk_essen", None][i % 3],
-                          "key": [2, None, 7][i % 3], "mode": ["minor", None, "major"][i % 3],
-                          "notes_per_bar": [5.0, None, 20.0][i % 3], "instruments": [program]})
+            metas.append(
+                {
+                    "id": f"{split}{i}",
+                    "style": ["bach", "folk_essen", None][i % 3],
+                    "key": [2, None, 7][i % 3],
+                    "mode": ["minor", None, "major"][i % 3],
+                    "notes_per_bar": [5.0, None, 20.0][i % 3],
+                    "instruments": [program],
+                }
+            )
         np.concatenate(bodies).astype(np.uint16).tofile(root / f"{split}.bin")
         np.save(root / f"{split}.idx.npy", np.concatenate([[0], np.cumsum([len(b) for b in bodies])]))
         (root / f"{split}.meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metas))
@@ -71,8 +79,9 @@ def dataset(tmp_path_factory, tok: Tokenizer) -> tuple[Path, dict]:
 
 
 def test_conditions_from_meta(tok: Tokenizer) -> None:
-    c = conditions_from_meta({"style": "bach", "key": 2, "mode": "minor", "notes_per_bar": 5.0,
-                              "instruments": [40, 0]}, tok)
+    c = conditions_from_meta(
+        {"style": "bach", "key": 2, "mode": "minor", "notes_per_bar": 5.0, "instruments": [40, 0]}, tok
+    )
     assert c == Conditions(style="bach", key=2, mode="minor", density=1, instruments=(40, 0))
     assert conditions_from_meta({"density": 3}, tok) == Conditions(density=3)
     assert conditions_from_meta({}, tok) == Conditions()
@@ -111,8 +120,9 @@ def test_ngram_nll_scores_body_and_eos_only(dataset, tok: Tokenizer) -> None:
     assert total / n < np.log(len(tok.vocab)) / 2  # far better than uniform on such regular pieces
 
 
-@pytest.mark.parametrize("length, start, context, stride", [(10, 3, 4, 2), (50, 7, 16, 8), (30, 29, 8, 7),
-                                                            (5, 2, 64, 32), (40, 35, 6, 1)])
+@pytest.mark.parametrize(
+    "length, start, context, stride", [(10, 3, 4, 2), (50, 7, 16, 8), (30, 29, 8, 7), (5, 2, 64, 32), (40, 35, 6, 1)]
+)
 def test_score_windows_cover_each_target_once(length: int, start: int, context: int, stride: int) -> None:
     windows = score_windows(length, start, context, stride)
     targets = np.concatenate([np.arange(first, hi) for _, hi, first in windows])

@@ -1,12 +1,13 @@
 """`acemusic eval ...`: held-out likelihood of the baselines (and, later, the model) on a dataset directory.
 
-    acemusic eval ngram --data data/tokens --order 5 --out results/ngram.json
+acemusic eval ngram --data data/tokens --order 5 --out results/ngram.json
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,14 +19,15 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("ngram")
 def ngram(
-    data: Path = typer.Option(..., "--data", help="Dataset directory from `acemusic data build`."),
-    order: int = typer.Option(5, "--order", min=1, max=6, help="n-gram order."),
-    discount: float | None = typer.Option(
-        None, "--discount", help="Single fixed discount in (0, 1]; default: modified KN discounts estimated per order."
-    ),
-    out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
-    save_model: Path | None = typer.Option(None, "--save-model", help="Save the fitted n-gram here (.npz)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out / --save-model if they exist."),
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory from `acemusic data build`.")],
+    order: Annotated[int, typer.Option("--order", min=1, max=6, help="n-gram order.")] = 5,
+    discount: Annotated[
+        float | None,
+        typer.Option("--discount", help="One fixed discount in (0, 1]; default: modified KN discounts per order."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the fitted n-gram (.npz).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out / --save-model if they exist.")] = False,
 ) -> None:
     """Fit an interpolated modified Kneser-Ney n-gram on train; report val/test NLL per token and perplexity."""
     from rich.console import Console
@@ -48,14 +50,16 @@ def ngram(
         lm, report = evaluate_ngram(data, order, discount, on_stage=lambda s: bar.update(task, description=s))
     report["data"] = str(data)
 
-    table = Table(title=f"Kneser-Ney {order}-gram (fit on {report['train_tokens']:,} train tokens "
-                        f"in {report['fit_seconds']} s)")
+    table = Table(
+        title=f"Kneser-Ney {order}-gram (fit on {report['train_tokens']:,} train tokens in {report['fit_seconds']} s)"
+    )
     for col in ("split", "pieces", "scored tokens", "NLL / token (nats)", "perplexity"):
         table.add_column(col, justify="right")
     for split in ("val", "test"):
         r = report[split]
-        table.add_row(split, f"{r['pieces']:,}", f"{r['tokens']:,}", f"{r['nll_per_token']:.4f}",
-                      f"{r['perplexity']:.3f}")
+        table.add_row(
+            split, f"{r['pieces']:,}", f"{r['tokens']:,}", f"{r['nll_per_token']:.4f}", f"{r['perplexity']:.3f}"
+        )
     console.print(table)
 
     if out is not None:

@@ -7,6 +7,7 @@ Test: `pytest tests/train/test_augment.py`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -94,13 +95,14 @@ def remap_programs(body: np.ndarray, mapping: Mapping[int, int], vocab: Vocab) -
     out = np.array(body, dtype=np.int64, copy=True)
     present = programs_in(out, vocab)
     new = [int(mapping.get(p, p)) for p in present]
-    if any(b <= a for a, b in zip(new, new[1:])):
+    if any(b <= a for a, b in itertools.pairwise(new)):
         raise ValueError(f"program mapping must be strictly increasing over {present}, got {new}")
-    if any((p == DRUMS) != (q == DRUMS) for p, q in zip(present, new)) or any(not 0 <= q <= DRUMS for q in new):
+    drums_moved = any((p == DRUMS) != (q == DRUMS) for p, q in zip(present, new, strict=True))
+    if drums_moved or any(not 0 <= q <= DRUMS for q in new):
         raise ValueError("program mapping must keep drums (128) as drums and melodic programs in 0..127")
     m = vocab.type_of[out] == T["Program"]
     table = np.arange(DRUMS + 1)
-    for p, q in zip(present, new):
+    for p, q in zip(present, new, strict=True):
         table[p] = q
     out[m] = vocab.offset["Program"] + table[vocab.value_of[out[m]]]
     return out
@@ -114,7 +116,7 @@ def random_program_mapping(programs: list[int], rng: np.random.Generator,
     if len(melodic) > len(pool):
         return {p: p for p in programs}
     chosen = np.sort(rng.choice(np.asarray(pool), size=len(melodic), replace=False))
-    mapping = {p: int(q) for p, q in zip(melodic, chosen)}
+    mapping = {p: int(q) for p, q in zip(melodic, chosen, strict=True)}
     if DRUMS in programs:
         mapping[DRUMS] = DRUMS
     return mapping

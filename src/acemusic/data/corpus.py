@@ -135,14 +135,28 @@ def music21_files() -> tuple[list[Path], list[Path]]:
     return keep, [p for p in paths if p.suffix.lower() not in M21_EXTS]
 
 
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def fix_dos_text(text: str | None) -> str | None:
+    """Map C1 control characters to the DOS code page 437 letters they stand for.
+
+    The Essen files were written in CP437 and later re-encoded as if they were Latin-1, so 'ä' (0x84) arrives as
+    U+0084 whether the file is read as UTF-8 or Latin-1. No real text uses C1 controls, so the mapping is safe.
+    """
+    if not text:
+        return text
+    return _C1.sub(lambda m: bytes([ord(m.group())]).decode("cp437"), text)
+
+
 def read_text(path: Path) -> str:
-    """Text of a corpus file: UTF-8, else the DOS code page the Essen files use (0x84 = ä), else Latin-1."""
+    """Text of a corpus file: UTF-8, else Latin-1; DOS letters repaired (see `fix_dos_text`)."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-        return data.decode("cp437") if re.search("[\x80-\x9f]", text) else text
+    return fix_dos_text(text)
 
 
 _X_LINE = re.compile(r"^X:", re.MULTILINE)
@@ -154,12 +168,17 @@ def split_abc(text: str) -> tuple[str, list[str]]:
     if not starts:
         return "", [text]
     header = text[: starts[0]]
-    return header, [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
+    return header, [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
 def tune_number(tune: str, ordinal: int) -> str:
     m = re.match(r"X:\s*(\d+)", tune)
     return m.group(1) if m else str(ordinal + 1)
+
+
+def matches(rel: str, only: str) -> bool:
+    """`only` is a comma-separated list of globs or substrings of the path relative to the corpus root."""
+    return any(Path(rel).match(pat) or pat in rel for pat in (p.strip() for p in only.split(",")) if pat)
 
 
 def music21_tasks(only: str | None = None) -> tuple[list[Task], list[Path]]:
@@ -169,7 +188,7 @@ def music21_tasks(only: str | None = None) -> tuple[list[Task], list[Path]]:
     tasks: list[Task] = []
     for p in files:
         rel = p.relative_to(root).as_posix()
-        if only and not Path(rel).match(only) and only not in rel:
+        if only and not matches(rel, only):
             continue
         coll = rel.split("/")[0]
         style = M21_STYLES.get(coll, "other")
@@ -315,13 +334,14 @@ def convert_task(task: Task, tok, timeout: int = PIECE_TIMEOUT) -> tuple[list[tu
             skips.append({"path": task.rel, "id": pid, "reason": _reason(e)})
         return pieces, skips
 
-    from acemusic.data.m21 import m21_metadata, stream_to_score
+    from acemusic.data.m21 import fast_parsing, m21_metadata, stream_to_score
 
     for suffix, label, parse in _music21_scores(task):
         pid = f"music21:{task.rel}{suffix}"
 
-        def one(parse=parse, pid=pid) -> None:
-            s = parse()
+        def one(parse=parse, pid=pid, label=label) -> None:
+            with fast_parsing():
+                s = parse()
             score = stream_to_score(s, task.style)
             md = m21_metadata(s)
             if score.note_num() == 0:

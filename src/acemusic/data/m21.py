@@ -13,6 +13,8 @@ Test: `pytest tests/data/test_m21.py`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from acemusic.tokenizer.vocab import TPQ
@@ -37,7 +39,7 @@ def default_program(part_name: str | None, style: str) -> int:
 
 
 def _ticks(ql) -> int:
-    return int(round(float(ql) * TPQ))
+    return round(float(ql) * TPQ)
 
 
 def sig_from_ticks(ticks: int) -> tuple[int, int] | None:
@@ -124,13 +126,18 @@ def _dedupe(events: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
 
 
 def _part_notes(part) -> tuple[list[int], list[int], list[int], list[int]]:
-    """(onset ql*TPQ, duration ticks, pitch, velocity) of every sounding pitched note of a part."""
+    """(onset ticks, duration ticks, pitch, velocity) of every sounding pitched note of a part, ties merged.
+
+    Ties are merged here (per pitch: a 'start' note is extended by its 'continue'/'stop' notes) instead of with
+    `stripTies`, which deep-copies the whole part and was a quarter of the conversion time.
+    """
     from music21 import harmony, note
 
-    stripped = part.stripTies(inPlace=False)
     on, du, pi, ve = [], [], [], []
-    for el in stripped.flatten().notes:
-        if isinstance(el, harmony.Harmony) or el.duration.isGrace:  # chord symbols do not sound; grace notes have no length
+    open_ties: dict[int, int] = {}  # midi pitch -> index of the note a tie is extending
+    for el in part.flatten().notes:
+        # chord symbols do not sound; grace notes have no written length
+        if isinstance(el, harmony.Harmony) or el.duration.isGrace:
             continue
         if isinstance(el, note.Unpitched) or not hasattr(el, "pitches"):
             continue
@@ -138,16 +145,28 @@ def _part_notes(part) -> tuple[list[int], list[int], list[int], list[int]]:
         if dur <= 0:
             continue
         t = _ticks(el.offset)
-        notes = el.notes if hasattr(el, "notes") and el.isChord else [el]
-        for n in notes:
+        for n in (el.notes if el.isChord else [el]):
+            midi = n.pitch.midi
+            if not 0 <= midi <= 127:
+                continue
+            tie = n.tie or (el.tie if el.isChord else None)
+            kind = tie.type if tie is not None else None
+            j = open_ties.get(midi)
+            if kind in ("continue", "stop") and j is not None and on[j] + du[j] >= t:
+                du[j] = t + dur - on[j]
+                if kind == "stop":
+                    del open_ties[midi]
+                continue
             vol = getattr(n, "_volume", None) or getattr(el, "_volume", None)
             vel = vol.velocity if vol is not None and vol.velocity is not None else DEFAULT_VELOCITY
-            midi = n.pitch.midi
-            if 0 <= midi <= 127:
-                on.append(t)
-                du.append(dur)
-                pi.append(midi)
-                ve.append(int(np.clip(vel, 1, 127)))
+            on.append(t)
+            du.append(dur)
+            pi.append(midi)
+            ve.append(int(np.clip(vel, 1, 127)))
+            if kind in ("start", "continue"):
+                open_ties[midi] = len(on) - 1
+            else:
+                open_ties.pop(midi, None)
     return on, du, pi, ve
 
 
@@ -164,6 +183,19 @@ def _tempos(score, shift: int) -> list[tuple[int, float]]:
             t = _ticks(mm.offset) + shift if _ticks(mm.offset) else 0
             out.setdefault(t, float(qpm))
     return sorted(out.items())
+
+
+@contextmanager
+def fast_parsing():
+    """music21's ABC import beams every measure (notation only, a third of the parse time): skip it meanwhile."""
+    from music21 import stream
+
+    original = stream.Stream.makeBeams
+    stream.Stream.makeBeams = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        stream.Stream.makeBeams = original
 
 
 def stream_to_score(s, style: str = "other"):

@@ -12,12 +12,12 @@ is predicted once, with as much left context as its window allows.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from acemusic.data.shards import TokenDataset
 from acemusic.errors import InputError
 from acemusic.tokenizer import Conditions, Tokenizer
 
@@ -50,32 +50,20 @@ def piece_sequence(body: np.ndarray, meta: dict, tok: Tokenizer) -> tuple[np.nda
     return seq, len(prefix)
 
 
-def read_split(dataset_dir: str | Path, split: str) -> tuple[list[np.ndarray], list[dict]]:
-    """Bodies and metadata of one split of a dataset directory (layout in docs/TOKENS.md)."""
-    d = Path(dataset_dir)
-    if split not in SPLITS:
-        raise InputError(split, f"unknown split; expected one of {', '.join(SPLITS)}")
-    paths = [d / f"{split}.bin", d / f"{split}.idx.npy", d / f"{split}.meta.jsonl"]
-    for p in paths:
-        if not p.exists():
-            raise InputError(p, "missing: is this a dataset directory built by `acemusic data build`?")
-    tokens = np.fromfile(paths[0], dtype=np.uint16)
-    offsets = np.load(paths[1])
-    metas = [json.loads(line) for line in paths[2].read_text().splitlines() if line.strip()]
-    if len(offsets) != len(metas) + 1 or (len(offsets) and offsets[-1] != len(tokens)):
-        raise InputError(d, f"{split}: {len(metas)} metadata lines, {len(offsets) - 1} pieces, "
-                            f"{len(tokens)} tokens do not agree")
-    bodies = [tokens[a:b].astype(np.int64) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    return bodies, metas
-
-
 def sequences_for_split(
     dataset_dir: str | Path, split: str, tok: Tokenizer | None = None
 ) -> tuple[list[np.ndarray], list[int]]:
-    """Evaluation sequences of a split (prefix + body + EOS) and, for each, the index where scoring starts."""
-    tok = tok or Tokenizer()
-    bodies, metas = read_split(dataset_dir, split)
-    pairs = [piece_sequence(b, m, tok) for b, m in zip(bodies, metas, strict=True)]
+    """Evaluation sequences of a split (prefix + body + EOS) and, for each, the index where scoring starts.
+
+    `tok` defaults to a tokenizer with the dataset's own vocabulary (vocab.json).
+    """
+    if split not in SPLITS:
+        raise InputError(split, f"unknown split; expected one of {', '.join(SPLITS)}")
+    ds = TokenDataset(dataset_dir, split)
+    tok = tok or Tokenizer(ds.vocab.config)
+    if len(tok.vocab) != len(ds.vocab):
+        raise InputError(dataset_dir, f"dataset vocabulary has {len(ds.vocab)} tokens, the tokenizer {len(tok.vocab)}")
+    pairs = [piece_sequence(ds.piece(i), ds.meta(i), tok) for i in range(len(ds))]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -135,7 +123,7 @@ def evaluate_ngram(
     from acemusic.eval.baselines import KneserNeyLM
 
     stage = on_stage or (lambda name: None)
-    tok = Tokenizer()
+    tok = Tokenizer(TokenDataset(dataset_dir, "train").vocab.config)
     stage("read train")
     train, _ = sequences_for_split(dataset_dir, "train", tok)
     stage("fit")

@@ -2,13 +2,14 @@
 
 "melancholic piano, slow, D minor" -> key 2 (D), mode minor, tempo 68 bpm (slow), instruments (0,), mood melancholic.
 The whole text still goes to the text embedder; this parser only extracts what the tokens and the grammar can
-enforce (key, mode, tempo, meter, instruments, style, density). Explicit arguments override it via `PromptSpec.override`.
+enforce (key, mode, tempo, meter, instruments, style, density). Explicit arguments override it (`PromptSpec.override`).
 
 Run the tests: `.venv/bin/python -m pytest tests/generate/test_prompt.py -q`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -75,6 +76,13 @@ for _p in _PLURALS:
     if _s in INSTRUMENTS:
         INSTRUMENTS[_p] = INSTRUMENTS[_s]
 
+# The names listed when an instrument is unknown (every key of INSTRUMENTS is accepted; these are the main ones).
+CHOICES = ("piano", "electric piano", "harpsichord", "celesta", "glockenspiel", "vibraphone", "marimba", "xylophone",
+           "organ", "accordion", "harmonica", "acoustic guitar", "electric guitar", "bass", "electric bass", "violin",
+           "viola", "cello", "double bass", "harp", "timpani", "strings", "string quartet", "choir", "trumpet",
+           "trombone", "tuba", "horn", "brass", "saxophone", "oboe", "english horn", "bassoon", "clarinet", "piccolo",
+           "flute", "recorder", "pan flute", "synth", "pad", "sitar", "banjo", "bagpipes", "drums")
+
 # Playable range (MIDI pitches) per program: the pitch-range constraint keeps a flute out of the cello register.
 PITCH_RANGES: dict[int, tuple[int, int]] = {
     0: (21, 108), 1: (21, 108), 4: (28, 103), 6: (29, 89), 7: (36, 96), 8: (60, 108), 9: (79, 108), 10: (60, 96),
@@ -94,8 +102,11 @@ STYLE_WORDS = {
     "palestrina": "palestrina", "motet": "palestrina", "mass": "palestrina", "polyphony": "palestrina",
     "renaissance": "renaissance", "madrigal": "renaissance",
     "classical": "classical", "mozart": "classical", "haydn": "classical", "beethoven": "classical",
+    "chopin": "classical", "schubert": "classical", "handel": "classical", "corelli": "classical",
+    "romantic era": "classical", "monteverdi": "renaissance", "josquin": "renaissance",
     "folk": "folk_essen", "folk song": "folk_essen", "german folk": "folk_essen", "essen": "folk_essen",
     "irish": "folk_irish", "jig": "folk_irish", "reel": "folk_irish", "hornpipe": "folk_irish",
+    "nottingham": "folk_other", "english folk": "folk_other",
     "scottish": "folk_scottish", "strathspey": "folk_scottish", "highland": "folk_scottish",
     "pop": "pop",
 }
@@ -113,7 +124,7 @@ MOODS: dict[str, str | None] = {
     "warm": None, "peaceful": None, "serene": None, "tender": None, "romantic": None, "dreamy": None,
     "nostalgic": None, "epic": None, "lyrical": None, "gentle": None, "solemn": None, "hopeful": "major",
 }
-DENSITY_WORDS = {"sparse": 2, "simple": 2, "minimal": 2, "dense": 4, "busy": 4, "virtuosic": 4, "complex": 4}
+DENSITY_WORDS = {"sparse": 1, "simple": 1, "minimal": 1, "dense": 3, "busy": 3, "virtuosic": 3, "complex": 3}
 
 _ACC = r"(?:[\s-]?(?P<accw>sharp|flat)|(?P<accs>[#♯♭b])(?![a-z]))?"
 _KEY_MODE = re.compile(r"(?<![\w#])(?P<letter>[a-gA-G])" + _ACC + r"[\s-]*(?P<mode>major|minor|maj|min)\b", re.I)
@@ -139,7 +150,7 @@ class PromptSpec:
     instrument_names: tuple[str, ...] = ()
     style: str | None = None  # a vocab Style value
     mood: str | None = None
-    density: int | None = None  # Density value index (1..4), None = not asked
+    density: int | None = None  # Conditions.density (0..3: <4, <8, <16, >=16 notes per bar), None = not asked
     implied_mode: str | None = field(default=None)  # from a mood word; used when `mode` is None
 
     def to_dict(self) -> dict:
@@ -254,8 +265,8 @@ def resolve_instruments(names: list[str]) -> tuple[int, ...]:
         elif n in INSTRUMENTS:
             progs.update(INSTRUMENTS[n])
         else:
-            choices = ", ".join(sorted(k for k in INSTRUMENTS if k not in _PLURALS))
-            raise InputError("--instruments", f"unknown instrument {raw!r}; choose from: {choices} (or a GM number)")
+            raise InputError("--instruments", f"unknown instrument {raw!r}; choose from: {', '.join(CHOICES)} "
+                                              "(or a GM program number 0-127, 128 = drums)")
     return tuple(sorted(progs))
 
 
@@ -297,10 +308,8 @@ def parse_prompt(text: str) -> PromptSpec:
         spec = replace(spec, tempo_word=word, tempo=spec.tempo if spec.tempo is not None else TEMPO_WORDS[word][2])
 
     if m := _METER.search(text):
-        try:
+        with contextlib.suppress(InputError):  # "9/16 bars" etc.: leave the meter to the model, don't fail on text
             spec = replace(spec, meter=parse_meter(f"{m['n']}/{m['d']}"))
-        except InputError:
-            pass  # "12/8 bars" etc.: leave the meter to the model rather than fail on free text
     if spec.meter is None and (hits := _find_phrases(low, METER_WORDS)):
         spec = replace(spec, meter=METER_WORDS[hits[0][1]])
 
@@ -332,3 +341,22 @@ def tempo_matches(bpm: float, word: str | None = None, target: float | None = No
 
 def pitch_range(program: int) -> tuple[int, int]:
     return PITCH_RANGES.get(program, DEFAULT_RANGE)
+
+
+MAX_BARS = 256
+MAX_PROMPT_CHARS = 1000
+
+
+def check_prompt(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InputError("prompt", "empty prompt: describe the music, e.g. 'melancholic piano, slow, D minor'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InputError("prompt", f"{len(text)} characters; at most {MAX_PROMPT_CHARS}")
+    return text
+
+
+def check_bars(bars: int) -> int:
+    if not 1 <= int(bars) <= MAX_BARS:
+        raise InputError("--bars", f"must be 1..{MAX_BARS}, got {bars}")
+    return int(bars)

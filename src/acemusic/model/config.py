@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 MLP_KINDS = ("swiglu", "gelu")
+NORM_KINDS = ("layernorm", "rmsnorm")
 
 
 @dataclass
@@ -21,6 +22,9 @@ class ModelConfig:
     n_kv_head: int = 2  # grouped-query attention: n_head // n_kv_head query heads share one key/value head
     d_ff: int = 1024  # hidden width of the MLP (SwiGLU: 8/3 * d_model keeps the parameter count of a 4x GELU MLP)
     mlp: str = "swiglu"  # "swiglu" | "gelu"
+    # Block norms. RMSNorm is the usual choice, but torch 2.13 on CPU has no fused RMSNorm backward: fwd+bwd costs
+    # ~2.5x a LayerNorm (weight only, fused kernel), measured with benchmarks/model_speed.py. CPU presets use LN.
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm"
     max_bars: int = 512  # size of the bar-index embedding; larger bar indices are clamped to the last row
     max_position: int = 96  # positions inside a bar (ticks; TOKENS.md MAX_BAR_TICKS)
     window: int = 256  # sliding local window: token i attends j when i - j < window ...
@@ -42,6 +46,8 @@ class ModelConfig:
             raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
         if self.mlp not in MLP_KINDS:
             raise ValueError(f"mlp must be one of {MLP_KINDS}, not {self.mlp!r}")
+        if self.norm not in NORM_KINDS:
+            raise ValueError(f"norm must be one of {NORM_KINDS}, not {self.norm!r}")
         if self.window < 1 or self.vocab_size < 1 or self.n_layer < 1:
             raise ValueError("window, vocab_size and n_layer must be positive")
 

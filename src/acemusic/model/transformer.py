@@ -40,6 +40,13 @@ def loss(logits: Tensor, targets: Tensor, loss_mask: Tensor | None = None, ignor
     return total / (targets != ignore_index).sum().clamp(min=1)
 
 
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    """Pre-norm layer: LayerNorm without bias (fused fwd+bwd on CPU) or RMSNorm, per cfg.norm."""
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.d_model, eps=1e-6)
+    return nn.LayerNorm(cfg.d_model, eps=1e-6, bias=False)
+
+
 class MLP(nn.Module):
     """SwiGLU (https://arxiv.org/abs/2002.05202; gate and up fused in one matmul) or GELU feed-forward."""
 
@@ -64,11 +71,11 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
-        self.norm_attn = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.norm_attn = make_norm(cfg)
         self.attn = SelfAttention(cfg, layer)
         self.cross = CrossAttention(cfg, layer) if cfg.has_cross(layer) else None
-        self.norm_cross = nn.RMSNorm(cfg.d_model, eps=1e-6) if self.cross is not None else None
-        self.norm_mlp = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.norm_cross = make_norm(cfg) if self.cross is not None else None
+        self.norm_mlp = make_norm(cfg)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -89,7 +96,7 @@ class MusicTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.conditioner = TextConditioner(cfg) if cfg.cross_attn_every > 0 else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.norm_f = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.norm_f = make_norm(cfg)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.reset_parameters()
 

@@ -158,7 +158,9 @@ class Tokenizer:
             starts.append(t + length * np.arange(n, dtype=np.int64))
             bar_ts.append(np.full(n, ts_idx[i], np.int64))
             t += n * length
-        return np.concatenate(starts), np.concatenate(bar_ts)
+        starts_a, bar_ts_a = np.concatenate(starts), np.concatenate(bar_ts)
+        keep = starts_a <= end  # meter changes after the last onset would leave empty trailing bars
+        return starts_a[keep], bar_ts_a[keep]
 
     def encode_body(self, score: symusic.Score) -> np.ndarray:
         """Body tokens (`Bar ...`), without prefix or EOS."""

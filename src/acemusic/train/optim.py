@@ -27,7 +27,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: matrices of Linear-like layers decay; embeddings, norms and biases (every parameter
-    owned by an nn.Embedding, or with fewer than 2 dims) do not. Tied weights appear once."""
+    owned by an nn.Embedding, with fewer than 2 dims, or a learned null memory, which is an embedding table used
+    through a norm) do not. Tied weights appear once."""
     import torch
 
     no_decay_ids: set[int] = set()
@@ -35,11 +36,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         if isinstance(module, torch.nn.Embedding):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
     decay, no_decay, seen = [], [], set()
-    for _, p in model.named_parameters():
+    for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if p.ndim < 2 or id(p) in no_decay_ids else decay).append(p)
+        embedding_like = id(p) in no_decay_ids or name.endswith("null")
+        (no_decay if p.ndim < 2 or embedding_like else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

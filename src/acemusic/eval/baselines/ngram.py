@@ -193,8 +193,9 @@ class KneserNeyLM:
         p = self.order - 1
         lengths = np.asarray([len(s) for s in seqs], dtype=np.int64)
         offsets = p + np.concatenate([[0], np.cumsum(lengths + p)[:-1]])
-        pos = np.concatenate([off + np.arange(min(max(st, 0), n), n) for off, st, n in
-                              zip(offsets, starts, lengths, strict=True)]).astype(np.int64)
+        pos = np.concatenate(
+            [off + np.arange(min(max(st, 0), n), n) for off, st, n in zip(offsets, starts, lengths, strict=True)]
+        ).astype(np.int64)
         return -self._logprob_at(x, pos)
 
     def probs(self, context: np.ndarray) -> np.ndarray:
@@ -239,7 +240,7 @@ class KneserNeyLM:
                 p /= p.sum()
             t = int(rng.choice(self.vocab_size, p=p))
             out.append(t)
-            hist = (hist + [t])[-(self.order - 1) :] if self.order > 1 else []
+            hist = [*hist, t][-(self.order - 1) :] if self.order > 1 else []
             if stop is not None and t == stop:
                 break
         return np.asarray(out, dtype=np.int64)

@@ -1,0 +1,143 @@
+"""Training-step throughput of MusicTransformer vs Hugging Face GPT-2 of the same width, depth, heads and vocab.
+
+One step = forward + loss + backward + AdamW step on a (batch x seq) batch, under bf16 autocast on CPU by default.
+The two models alternate step by step so background load hits both alike; the median step time is reported.
+
+    nice -n 10 .venv/bin/python benchmarks/model_speed.py                  # small preset, 8 x 512, bf16
+    .venv/bin/python benchmarks/model_speed.py --preset tiny --steps 3 --seq 128
+    .venv/bin/python benchmarks/model_speed.py --window 512 --out benchmarks/results/model_speed.json
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This folder holds a tokenize.py, which shadows the standard library module of that name (dataclasses -> inspect ->
+# linecache -> tokenize) when a script here runs: drop the script's own folder from the import path first.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def music_batch(B: int, T: int, V: int, d_text: int, bar_every: int, g: torch.Generator) -> dict:
+    """Random ids with a realistic structure: a Bar (global) token every `bar_every` tokens, a 9-token prefix."""
+    t = torch.arange(T)
+    is_bar = (t % bar_every) == 9
+    is_global = (is_bar | (t < 9))[None].expand(B, T).clone()
+    return dict(
+        ids=torch.randint(1, V, (B, T), generator=g),
+        bar_idx=torch.cumsum(is_bar.long(), 0)[None].expand(B, T).clone(),
+        pos=torch.randint(0, 96, (B, T), generator=g),
+        is_global=is_global,
+        text_emb=torch.randn(B, d_text, generator=g),
+        cond_mask=torch.rand(B, generator=g) > 0.1,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small", help="ModelConfig preset")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per model")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype")
+    ap.add_argument("--window", type=int, default=None, help="override the preset's attention window")
+    ap.add_argument("--cross-every", type=int, default=None, help="override cross_attn_every (0 = none)")
+    ap.add_argument("--mlp", choices=["swiglu", "gelu"], default=None, help="override the MLP kind")
+    ap.add_argument("--d-ff", type=int, default=None, help="override the MLP width")
+    ap.add_argument("--norm", choices=["layernorm", "rmsnorm"], default=None, help="override the block norm")
+    ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing on")
+    ap.add_argument("--gpt2-dropout", type=float, default=None,
+                    help="GPT-2 dropout (default: the same as ours; HF's own default is 0.1)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-gpt2", action="store_true")
+    ap.add_argument("--out", default=None, help="write results as JSON here")
+    args = ap.parse_args()
+
+    from acemusic.model import ModelConfig, MusicTransformer, loss
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    V = 736  # acemusic vocabulary size (src/acemusic/tokenizer/vocab.py)
+    cfg = ModelConfig.preset(args.preset, V)
+    over = {k: v for k, v in dict(window=args.window, cross_attn_every=args.cross_every, mlp=args.mlp,
+                                  d_ff=args.d_ff, norm=args.norm).items() if v is not None}
+    cfg = replace(cfg, grad_checkpointing=args.grad_ckpt, **over)
+    B, T = args.batch, args.seq
+    g = torch.Generator().manual_seed(0)
+    batch = music_batch(B, T, V, cfg.d_text, bar_every=24, g=g)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if args.dtype == "bf16" else nullcontext()
+
+    ours = MusicTransformer(cfg).train()
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)  # fused: ~1 kernel, not ~10 per tensor
+
+    def step_ours() -> None:
+        with amp:
+            logits = ours(**batch)
+        loss(logits[:, :-1], batch["ids"][:, 1:]).backward()
+        opt_ours.step()
+        opt_ours.zero_grad(set_to_none=True)
+
+    models = {"acemusic": (ours, step_ours)}
+    if not args.no_gpt2:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        p = cfg.dropout if args.gpt2_dropout is None else args.gpt2_dropout
+        gcfg = GPT2Config(vocab_size=V, n_positions=T, n_embd=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                          resid_pdrop=p, embd_pdrop=p, attn_pdrop=p,
+                          bos_token_id=1, eos_token_id=2)
+        gpt2 = GPT2LMHeadModel(gcfg).train()
+        if args.grad_ckpt:
+            gpt2.gradient_checkpointing_enable()
+        opt_gpt2 = torch.optim.AdamW(gpt2.parameters(), lr=1e-4, fused=True)
+
+        def step_gpt2() -> None:
+            with amp:
+                logits = gpt2(input_ids=batch["ids"]).logits
+            F.cross_entropy(logits[:, :-1].float().flatten(0, 1), batch["ids"][:, 1:].flatten()).backward()
+            opt_gpt2.step()
+            opt_gpt2.zero_grad(set_to_none=True)
+
+        models["gpt2"] = (gpt2, step_gpt2)
+
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(args.warmup + args.steps):
+        for name, (_, step) in models.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+
+    result = {
+        "preset": args.preset, "config": cfg.to_dict(), "batch": B, "seq": T, "dtype": args.dtype,
+        "threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0], "torch": torch.__version__,
+        "models": {},
+    }
+    for name, (model, _) in models.items():
+        med = statistics.median(times[name])
+        n_params = sum(p.numel() for p in model.parameters())
+        result["models"][name] = {"params": n_params, "step_s": med, "tokens_per_s": B * T / med}
+        print(f"{name:9s} {n_params / 1e6:6.2f}M params  step {med * 1000:7.1f} ms  {B * T / med:8.0f} tokens/s")
+    if "gpt2" in result["models"]:
+        ratio = result["models"]["acemusic"]["tokens_per_s"] / result["models"]["gpt2"]["tokens_per_s"]
+        result["ratio"] = ratio
+        print(f"ratio acemusic / gpt2 = {ratio:.2f}x   (threads {result['threads']}, "
+              f"load {result['loadavg_1min']:.2f}, window {cfg.window}, {args.dtype})")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Engine: cached, constrained, seeded decoding on a tiny random model.
+
+Run: `.venv/bin/python -m pytest tests/generate/test_engine.py -q`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acemusic.errors import InputError
+from acemusic.generate.constraints import Controls, GrammarState
+from acemusic.generate.engine import Engine, Request
+from acemusic.generate.sampling import SamplingConfig
+from acemusic.tokenizer import Conditions
+
+
+def _prompt(tok, **cond) -> np.ndarray:
+    return np.append(tok.cond_prefix(Conditions(**cond)), tok.vocab.bar)
+
+
+def _request(tok, n_bars=4, guided=True, **cond) -> Request:
+    cond.setdefault("instruments", (0, 40))
+    prompt = _prompt(tok, key=2, mode="minor", **cond)
+    uncond = _prompt(tok, instruments=cond["instruments"]) if guided else None
+    text = np.random.default_rng(0).standard_normal(384).astype(np.float32)
+    return Request(prompt, Controls(n_bars=n_bars, strict_pitch_order=True), text / np.linalg.norm(text), uncond)
+
+
+@pytest.fixture
+def engine(tiny_model, tok) -> Engine:
+    return Engine(tiny_model, tok)
+
+
+def test_generates_valid_sequences_and_streams_their_notes(engine, tok, grammar):
+    req = _request(tok, n_bars=4)
+    steps = list(engine.stream([req], SamplingConfig(top_p=0.95, cfg=1.5), seed=3, max_new_tokens=2000))
+    gen = np.array([s.tokens[0] for s in steps])
+    seq = np.concatenate([req.prompt, gen])
+    assert gen[-1] == tok.vocab.eos and steps[-1].finished.all()
+    assert GrammarState(grammar, req.controls).accepts(seq) is None
+    assert int((seq == tok.vocab.bar).sum()) == 4
+    streamed = np.array([(n.onset, n.pitch, n.duration, n.program, n.velocity_bin)
+                         for s in steps for n in s.notes])
+    table = tok.note_table(tok.decode(seq))  # (onset, pitch, duration bin, program, velocity bin)
+    assert len(streamed) == len(table) > 0
+    streamed[:, 2] = tok.vocab.duration_bin(streamed[:, 2])
+    assert np.array_equal(streamed[np.lexsort(streamed.T[::-1])], table)
+
+
+def test_same_seed_same_music(engine, tok):
+    req = _request(tok, n_bars=3)
+    a = engine.generate([req], SamplingConfig(top_p=0.9, cfg=1.5), seed=11)[0]
+    b = engine.generate([req], SamplingConfig(top_p=0.9, cfg=1.5), seed=11)[0]
+    c = engine.generate([req], SamplingConfig(top_p=0.9, cfg=1.5), seed=12)[0]
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    g1 = engine.generate([req], SamplingConfig(temperature=0.0), seed=1)[0]
+    g2 = engine.generate([req], SamplingConfig(temperature=0.0), seed=2)[0]
+    assert np.array_equal(g1, g2)  # greedy ignores the seed
+
+
+def test_incremental_structure_matches_tokenizer(engine, tok, tiny_model, monkeypatch):
+    """What the engine feeds decode_step for each new token equals Tokenizer.structure of the whole sequence."""
+    fed = []
+    real = tiny_model.decode_step
+
+    def spy(ids, bar_idx, pos, is_global, cache):
+        fed.append((ids.clone(), bar_idx.clone(), pos.clone(), is_global.clone()))
+        return real(ids, bar_idx, pos, is_global, cache)
+
+    monkeypatch.setattr(tiny_model, "decode_step", spy)
+    req = _request(tok, n_bars=3)
+    gen = engine.generate([req], SamplingConfig(cfg=2.0), seed=5)[0]
+    seq = np.concatenate([req.prompt, gen])
+    bar, pos, glob = tok.structure(seq)
+    n = len(req.prompt)
+    assert len(fed) == len(gen) - 1  # every token but the final EOS is fed back
+    for i, (ids, b, p, g) in enumerate(fed):
+        assert ids.shape == (2,) and ids[0] == ids[1] == seq[n + i]  # cond and uncond rows get the same token
+        assert (b == bar[n + i]).all() and (p == pos[n + i]).all() and (g == bool(glob[n + i])).all()
+
+
+def test_cached_decoding_matches_full_forward(engine, tok, tiny_model):
+    """Greedy decoding with the cache picks the argmax of the full (uncached) forward at every step."""
+    req = _request(tok, n_bars=2, guided=False)
+    gen = engine.generate([req], SamplingConfig(temperature=0.0), seed=0)[0]
+    seq = np.concatenate([req.prompt, gen])
+    bar, pos, glob = (torch.from_numpy(x)[None] for x in tok.structure(seq))
+    with torch.no_grad():
+        logits = tiny_model(torch.from_numpy(seq)[None], bar, pos, glob,
+                            torch.from_numpy(req.text_emb)[None], torch.ones(1, dtype=torch.bool))[0]
+    st = GrammarState(engine.grammar, req.controls)
+    for t in req.prompt.tolist():
+        st.advance(t)
+    n = len(req.prompt)
+    for i, t in enumerate(gen.tolist()):
+        masked = logits[n - 1 + i].masked_fill(~torch.from_numpy(st.allowed()), float("-inf"))
+        assert int(masked.argmax()) == t
+        st.advance(t)
+
+
+def test_guidance_batches_two_rows(engine, tok, tiny_model, monkeypatch):
+    sizes = []
+    real = tiny_model.prefill
+
+    def spy(ids, *args):
+        sizes.append(ids.shape[0])
+        return real(ids, *args)
+
+    monkeypatch.setattr(tiny_model, "prefill", spy)
+    req = _request(tok, n_bars=1)
+    engine.generate([req], SamplingConfig(cfg=1.0), seed=0)
+    engine.generate([req], SamplingConfig(cfg=3.0), seed=0)
+    engine.generate([req, _request(tok, n_bars=2)], SamplingConfig(cfg=3.0), seed=0)
+    assert sizes == [1, 2, 4]
+
+
+def test_batch_rows_are_independent_and_valid(engine, tok, grammar):
+    reqs = [_request(tok, n_bars=2, instruments=(0, 40)), _request(tok, n_bars=5, instruments=(24, 73))]
+    out = engine.generate(reqs, SamplingConfig(top_p=0.95, cfg=1.5), seed=0)
+    for r, g in zip(reqs, out, strict=True):
+        seq = np.concatenate([r.prompt, g])
+        assert GrammarState(grammar, r.controls).accepts(seq) is None
+        assert int((seq == tok.vocab.bar).sum()) == r.controls.n_bars
+    with pytest.raises(InputError):
+        engine.generate([_request(tok, instruments=(0,)), _request(tok, instruments=(0, 40))])
+
+
+def test_length_guard_closes_the_piece(engine, tok, grammar):
+    req = _request(tok, n_bars=6, guided=False)
+    gen = engine.generate([req], SamplingConfig(), seed=0, max_new_tokens=40)[0]
+    seq = np.concatenate([req.prompt, gen])
+    assert len(gen) <= 40 and gen[-1] == tok.vocab.eos
+    assert GrammarState(grammar, req.controls).accepts(seq) is None
+    assert int((seq == tok.vocab.bar).sum()) == 6
+    assert len(tok.note_table(tok.decode(seq))) > 0
+
+
+def test_int8_engine(tiny_model, tok, grammar):
+    """Dynamic int8 linear layers: a separate copy, close to the float model, same guarantees."""
+    from acemusic.generate.engine import quantize_int8
+
+    q = quantize_int8(tiny_model)
+    assert q is not tiny_model and isinstance(tiny_model.blocks[0].mlp.fc, torch.nn.Linear)
+    req = _request(tok, n_bars=3)
+    ids = torch.from_numpy(req.prompt)[None]
+    bar, pos, glob = (torch.from_numpy(x)[None] for x in tok.structure(req.prompt))
+    emb = torch.from_numpy(req.text_emb)[None]
+    with torch.no_grad():
+        ref = tiny_model(ids, bar, pos, glob, emb).log_softmax(-1)
+        out = q(ids, bar, pos, glob, emb).log_softmax(-1)
+    assert (ref.exp() * (ref - out)).sum(-1).mean() < 1e-2  # KL per token
+    engine = Engine(tiny_model, tok, quantize="int8")
+    a = engine.generate([req], SamplingConfig(cfg=1.5), seed=4)[0]
+    assert np.array_equal(a, engine.generate([req], SamplingConfig(cfg=1.5), seed=4)[0])
+    assert GrammarState(grammar, req.controls).accepts(np.concatenate([req.prompt, a])) is None
+    with pytest.raises(ValueError):
+        Engine(tiny_model, tok, quantize="int4")
+
+
+def test_batch_rows_with_bars_at_different_steps(engine, tok):
+    """The cache holds a global slot for every step where any row has a Bar: rows out of step must fit."""
+    reqs = [_request(tok, n_bars=24, guided=False, instruments=(0,)),
+            _request(tok, n_bars=24, guided=False, instruments=(40,))]
+    out = engine.generate(reqs, SamplingConfig(top_p=0.9), seed=2)
+    assert [int((o == tok.vocab.bar).sum()) for o in out] == [23, 23]  # + the Bar closing each prompt = 24
