@@ -6,6 +6,10 @@ The two models alternate step by step so background load hits both alike; the me
     nice -n 10 .venv/bin/python benchmarks/model_speed.py                  # small preset, 8 x 512, bf16
     .venv/bin/python benchmarks/model_speed.py --preset tiny --steps 3 --seq 128
     .venv/bin/python benchmarks/model_speed.py --window 512 --out benchmarks/results/model_speed.json
+    .venv/bin/python benchmarks/model_speed.py --decode 4096 --no-train   # cached decoding: cost per token vs length
+
+--cpu-time measures process CPU time instead of wall time: steadier when other jobs share the cores (use with
+--threads 1, where CPU time is the work done).
 """
 
 from __future__ import annotations
@@ -43,6 +47,28 @@ def music_batch(B: int, T: int, V: int, d_text: int, bar_every: int, g: torch.Ge
     )
 
 
+def time_decode(model: torch.nn.Module, n: int, clock, seg: int = 512) -> list[dict]:
+    """Prefill a 9-token prefix, then decode n tokens (batch 1, fp32, a Bar every 24 tokens); tokens/s per segment."""
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    b = music_batch(1, n + 9, model.cfg.vocab_size, model.cfg.d_text, bar_every=24, g=g)
+    cache = model.new_cache(1, max_global=n // 8 + 64)
+    sl = slice(0, 9)
+    model.prefill(b["ids"][:, sl], b["bar_idx"][:, sl], b["pos"][:, sl], b["is_global"][:, sl], b["text_emb"],
+                  b["cond_mask"], cache)
+    out, t0 = [], clock()
+    with torch.inference_mode():
+        for t in range(9, n + 9):
+            model.decode_step(b["ids"][:, t], b["bar_idx"][:, t], b["pos"][:, t], b["is_global"][:, t], cache)
+            if (t - 8) % seg == 0:
+                dt = clock() - t0
+                out.append({"upto": t - 8, "tokens_per_s": seg / dt})
+                print(f"decode tokens {t - 8 - seg:5d}..{t - 8:5d}: {seg / dt:6.0f} tokens/s")
+                t0 = clock()
+    model.train()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small", help="ModelConfig preset")
@@ -61,6 +87,9 @@ def main() -> None:
                     help="GPT-2 dropout (default: the same as ours; HF's own default is 0.1)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-gpt2", action="store_true")
+    ap.add_argument("--cpu-time", action="store_true", help="time with process CPU time, not wall time")
+    ap.add_argument("--decode", type=int, default=0, help="also time cached decoding of this many tokens (batch 1)")
+    ap.add_argument("--no-train", action="store_true", help="skip the training-step comparison")
     ap.add_argument("--out", default=None, help="write results as JSON here")
     args = ap.parse_args()
 
@@ -111,19 +140,24 @@ def main() -> None:
 
         models["gpt2"] = (gpt2, step_gpt2)
 
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    result = {
+        "preset": args.preset, "config": cfg.to_dict(), "batch": B, "seq": T, "dtype": args.dtype,
+        "threads": torch.get_num_threads(), "clock": "cpu" if args.cpu_time else "wall",
+        "loadavg_1min": os.getloadavg()[0], "torch": torch.__version__, "models": {},
+    }
+    if args.decode:
+        result["decode"] = time_decode(ours, args.decode, clock)
+    if args.no_train:
+        models = {}
     times: dict[str, list[float]] = {k: [] for k in models}
     for i in range(args.warmup + args.steps):
         for name, (_, step) in models.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
             if i >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
 
-    result = {
-        "preset": args.preset, "config": cfg.to_dict(), "batch": B, "seq": T, "dtype": args.dtype,
-        "threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0], "torch": torch.__version__,
-        "models": {},
-    }
     for name, (model, _) in models.items():
         med = statistics.median(times[name])
         n_params = sum(p.numel() for p in model.parameters())

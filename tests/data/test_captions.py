@@ -88,3 +88,23 @@ def test_tempo_words():
     assert tempo_words(200) == ["very fast"]
     for q in range(20, 320, 3):
         assert tempo_words(q), q
+
+
+def test_unknown_tempo_gets_no_tempo_word_and_dance_types_are_named():
+    from acemusic.data.captions import dance_type
+
+    assert dance_type("7th Regiment -- Reel") == "reel"
+    assert dance_type("The Butterfly (Slip Jig)") == "slip jig"
+    assert dance_type("Lady Mary Ramsay") is None
+    meta = {"style": "folk_irish", "title": "The Flogging Reel", "key": 2, "mode": "major", "tempo": 100.0,
+            "tempo_known": False, "meter": "4/4", "instruments": [40], "density": 2, "polyphony": "monophonic",
+            "pitch_min": 62, "pitch_max": 83}
+    tempo_vocab = {"very slow", "slow", "calm", "moderate", "lively", "fast", "very fast"}
+    all_caps = []
+    for i in range(30):
+        caps, _ = make_captions({**meta, "id": f"t{i}"})
+        all_caps += caps
+        for c in caps:
+            words = {w.strip(",.:;").lower() for w in c.split()}
+            assert not words & tempo_vocab, c
+    assert any("Irish reel" in c for c in all_caps)

@@ -75,3 +75,18 @@ def test_cache_limits_are_input_errors(tiny, batch):
                           cache)
     cache.reset()
     assert cache.pos == 0 and cache.n_global == 0
+
+
+def test_bf16_model_decodes_with_a_bf16_cache(tiny, batch):
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny).eval().to(torch.bfloat16)
+    b = batch(2, 30, seed=8)
+    b["text_emb"] = b["text_emb"].to(torch.bfloat16)
+    cache = model.new_cache(2)
+    assert cache.k.dtype == torch.bfloat16
+    sl = slice(0, 20)
+    first = model.prefill(b["ids"][:, sl], b["bar_idx"][:, sl], b["pos"][:, sl], b["is_global"][:, sl],
+                          b["text_emb"], b["cond_mask"], cache)
+    out = model.decode_step(b["ids"][:, 20], b["bar_idx"][:, 20], b["pos"][:, 20], b["is_global"][:, 20], cache)
+    assert first.shape == out.shape == (2, tiny.vocab_size) and out.dtype == torch.bfloat16
+    assert torch.isfinite(out).all()

@@ -106,6 +106,7 @@ def test_training_step_lowers_loss(tiny, batch):
 def test_config_round_trip_and_validation(tiny):
     d = json.loads(json.dumps(tiny.to_dict()))
     assert ModelConfig.from_dict(d) == tiny
+    assert ModelConfig.from_json(tiny.to_json()) == tiny
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({**d, "n_embd": 3})
     with pytest.raises(ValueError):

@@ -29,6 +29,7 @@ import numpy as np
 
 from acemusic.data.captions import K_CAPTIONS, make_captions
 from acemusic.data.corpus import PIECE_TIMEOUT, Task, convert_task, fix_dos_text, midi_tasks, music21_tasks
+from acemusic.data.m21 import DEFAULT_QPM
 from acemusic.data.shards import SPLITS, ShardWriter
 
 CONVERT_VERSION = "1"  # bump when corpus/m21 conversion changes what a cache entry holds
@@ -79,9 +80,13 @@ def split_of(piece_id: str) -> str:
 
 
 def tokenizer_version(tok) -> str:
-    """Vocab config version + a hash of the token list and the tokenizer source: any change re-converts."""
+    """Cache-key part for the tokenizer: its declared `version` if it has one, else a hash of the token list and
+    the tokenizer source (any edit re-converts: safe, but a comment change costs a full rebuild)."""
     import acemusic.tokenizer as tpkg
 
+    declared = getattr(tok, "version", None)
+    if declared is not None:
+        return f"v{tok.vocab.config.version}-t{declared}"
     h = hashlib.sha1(json.dumps(tok.vocab.to_dict()).encode())
     for p in sorted(Path(tpkg.__file__).parent.glob("*.py")):
         h.update(p.read_bytes())
@@ -249,6 +254,8 @@ def assemble(cfg: BuildConfig, tv: str, stats: BuildStats, progress: Progress | 
                 seen[h] = meta["id"]
                 for k in ("title", "composer"):  # entries cached before the CP437 repair
                     meta[k] = fix_dos_text(meta.get(k))
+                if "tempo_known" not in meta:  # entries cached before the flag: music21 works default to 100 qpm
+                    meta["tempo_known"] = not (meta["source"] == "music21" and meta["tempo"] == DEFAULT_QPM)
                 caps, n_full = make_captions(meta, cfg.n_captions)
                 meta["captions"], meta["n_full_captions"] = caps, n_full
                 split = split_of(meta["id"])

@@ -2,7 +2,8 @@
 
 Each piece gets K captions, varied in wording and order but deterministic (seeded by the piece id):
 - K/2 *full* captions name the key and the instruments;
-- K/2 *core* captions name neither (only mode, mood, tempo word, meter, style, density, texture), because training
+- K/2 *core* captions name neither (only mode, mood, tempo word, meter, style, density, texture, dance type),
+  because training
   augments pieces by transposition and instrument remapping, which would make a key or instrument name wrong. The
   trainer uses a core caption whenever it transposed or remapped.
 Test: `pytest tests/data/test_captions.py`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 
 from acemusic.data.analysis import PITCH_NAMES
 
@@ -150,10 +152,27 @@ def _rng(piece_id: str) -> random.Random:
     return random.Random(int(hashlib.sha1(piece_id.encode()).hexdigest()[:16], 16))
 
 
+# Dance and song types named in folk-tune titles ("7th Regiment -- Reel"): a caption may say "an Irish reel".
+DANCE_TYPES = ("reel", "jig", "slip jig", "hornpipe", "strathspey", "polka", "slide", "march", "waltz", "air",
+               "lament", "set dance", "fling", "schottische", "mazurka", "quadrille", "country dance", "planxty")
+FOLK_PLACES = {"folk_irish": "Irish", "folk_scottish": "Scottish", "folk_other": "traditional"}
+
+
+def dance_type(title: str | None) -> str | None:
+    """The dance/tune type a folk title names, longest match first ('slip jig' before 'jig')."""
+    if not title:
+        return None
+    low = title.lower()
+    for d in sorted(DANCE_TYPES, key=len, reverse=True):
+        if re.search(rf"\b{d}s?\b", low):
+            return d
+    return None
+
+
 def _mood(meta: dict, rng: random.Random) -> str:
     qpm = float(meta.get("tempo") or 100.0)
     mode = meta.get("mode")
-    words = list(MOODS[(mode, tempo_class(qpm))])
+    words = list(MOODS[(mode, tempo_class(qpm) if meta.get("tempo_known", True) else "mid")])
     lo, hi = meta.get("pitch_min"), meta.get("pitch_max")
     if lo is not None and hi is not None:
         mid = (lo + hi) / 2
@@ -164,10 +183,16 @@ def _mood(meta: dict, rng: random.Random) -> str:
 
 def _caption(meta: dict, rng: random.Random, full: bool, template: int) -> str:
     style = meta.get("style") or "other"
-    nouns = STYLE_NOUNS.get(style, STYLE_NOUNS["other"])[0 if full else 1]
+    nouns = list(STYLE_NOUNS.get(style, STYLE_NOUNS["other"])[0 if full else 1])
+    dance = dance_type(meta.get("title")) if style in FOLK_PLACES else None
+    if dance:  # the tune type is the most telling noun: weight it up
+        nouns += [f"{FOLK_PLACES[style]} {dance}"] * len(nouns)
     noun = rng.choice(nouns)
     mood = _mood(meta, rng)
-    tempo = rng.choice(tempo_words(float(meta.get("tempo") or 100.0)))
+    if meta.get("tempo_known", True):
+        tempo = rng.choice(tempo_words(float(meta.get("tempo") or 100.0)))
+    else:  # no tempo marking in the source: do not invent a tempo word, use a second mood word
+        tempo = next((w for w in (_mood(meta, rng) for _ in range(8)) if w != mood), "expressive")
     meter = meta.get("meter") or "4/4"
     meter_w = rng.choice(METER_WORDS.get(meter, [meter]))
     dens = rng.choice(DENSITY_WORDS[max(0, min(3, int(meta.get("density", 0))))])

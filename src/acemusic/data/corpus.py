@@ -74,6 +74,7 @@ class PieceMeta:
     key: int | None = None
     mode: str | None = None
     tempo: float = 100.0
+    tempo_known: bool = True  # False: the source had no tempo marking (most folk tunes); `tempo` is a default
     meter: str = "4/4"
     instruments: list[int] = field(default_factory=list)
     n_notes: int = 0
@@ -264,7 +265,7 @@ def _with_timeout(fn, seconds: int):
             signal.signal(signal.SIGALRM, old)
 
 
-def piece_meta(score, body: np.ndarray, tok, base: dict) -> PieceMeta:
+def piece_meta(score, body: np.ndarray, tok, base: dict, tempo_known: bool = True) -> PieceMeta:
     """Metadata of a converted score (on the TPQ=12 grid) and its body tokens."""
     from acemusic.tokenizer.vocab import TPQ
 
@@ -278,7 +279,7 @@ def piece_meta(score, body: np.ndarray, tok, base: dict) -> PieceMeta:
     ts = score.time_signatures
     meter = f"{ts[0].numerator}/{ts[0].denominator}" if len(ts) else "4/4"
     return PieceMeta(
-        **base, key=key, mode=mode, tempo=round(tempo, 2), meter=meter,
+        **base, key=key, mode=mode, tempo=round(tempo, 2), tempo_known=tempo_known, meter=meter,
         instruments=sorted({int(p) for p in np.unique(notes["program"])}),
         n_notes=len(tok.note_table(score)), n_bars=int((body == tok.vocab.bar).sum()), n_tokens=len(body),
         notes_per_bar=round(npb, 3), density=tok.vocab.density_index(npb) - 1,
@@ -317,13 +318,13 @@ def convert_task(task: Task, tok, timeout: int = PIECE_TIMEOUT) -> tuple[list[tu
     pieces: list[tuple[np.ndarray, dict]] = []
     skips: list[dict] = []
 
-    def add(pid: str, score, title, composer) -> None:
+    def add(pid: str, score, title, composer, tempo_known: bool = True) -> None:
         body = tok.encode_body(score)
         if len(body) and int(body.max()) > np.iinfo(np.uint16).max:
             raise ValueError("token id does not fit uint16")
         base = dict(id=pid, source=task.source, path=task.rel, collection=task.collection, style=task.style,
                     composer=composer, title=title)
-        pieces.append((body.astype(np.uint16), piece_meta(score, body, tok, base).to_dict()))
+        pieces.append((body.astype(np.uint16), piece_meta(score, body, tok, base, tempo_known).to_dict()))
 
     if task.kind == "midi":
         pid = f"midi:{task.rel}"
@@ -334,7 +335,7 @@ def convert_task(task: Task, tok, timeout: int = PIECE_TIMEOUT) -> tuple[list[tu
             skips.append({"path": task.rel, "id": pid, "reason": _reason(e)})
         return pieces, skips
 
-    from acemusic.data.m21 import fast_parsing, m21_metadata, stream_to_score
+    from acemusic.data.m21 import fast_parsing, has_tempo_mark, m21_metadata, stream_to_score
 
     for suffix, label, parse in _music21_scores(task):
         pid = f"music21:{task.rel}{suffix}"
@@ -345,11 +346,11 @@ def convert_task(task: Task, tok, timeout: int = PIECE_TIMEOUT) -> tuple[list[tu
             score = stream_to_score(s, task.style)
             md = m21_metadata(s)
             if score.note_num() == 0:
-                raise InputError(label, "no notes")
+                raise InputError(label, "no pitched notes")
             title = md["title"]
             if title and title.lower().endswith(M21_EXTS):  # music21 falls back to the file name
                 title = Path(title).stem
-            add(pid, score, title, md["composer"] or M21_COMPOSERS.get(task.collection))
+            add(pid, score, title, md["composer"] or M21_COMPOSERS.get(task.collection), has_tempo_mark(s))
 
         try:
             _with_timeout(one, timeout)

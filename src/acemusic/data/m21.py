@@ -146,6 +146,8 @@ def _part_notes(part) -> tuple[list[int], list[int], list[int], list[int]]:
             continue
         t = _ticks(el.offset)
         for n in (el.notes if el.isChord else [el]):
+            if not hasattr(n, "pitch"):  # unpitched percussion inside a PercussionChord
+                continue
             midi = n.pitch.midi
             if not 0 <= midi <= 127:
                 continue
@@ -196,6 +198,11 @@ def fast_parsing():
         yield
     finally:
         stream.Stream.makeBeams = original
+
+
+def has_tempo_mark(s) -> bool:
+    """Whether the work states a tempo (else the converted score carries the 100 qpm default)."""
+    return bool(_tempos(s, 0))
 
 
 def stream_to_score(s, style: str = "other"):

@@ -34,14 +34,17 @@ def save(model: MusicTransformer, directory: str | Path, meta: dict[str, Any] | 
     """
     from safetensors.torch import save_file
 
+    model = getattr(model, "module", model)  # unwrap DDP / FSDP ...
+    model = getattr(model, "_orig_mod", model)  # ... and torch.compile, so the keys stay plain
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.cfg.to_dict(), "meta": meta or {},
+           "dtype": str(dtype).removeprefix("torch.")}
+    text = json.dumps(doc, indent=2) + "\n"  # before any file is touched: unserialisable meta fails cleanly
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.cfg.to_dict(), "meta": meta or {},
-           "dtype": str(dtype).removeprefix("torch.")}
     tmp_w, tmp_c = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp_c.write_text(text)
     os.replace(tmp_w, out / WEIGHTS)
     os.replace(tmp_c, out / CONFIG)
     return out

@@ -28,7 +28,8 @@ class TextConditioner(nn.Module):
         null = self.norm(self.null).expand(batch_size, -1, -1)  # normed like real memory: same scale either way
         if text_emb is None:
             return null
-        mem = self.norm(self.proj(text_emb).float().view(-1, self.n_memory, self.d_model))  # (B, M, d); fp32: fused norm
+        h = self.proj(text_emb).view(-1, self.n_memory, self.d_model)  # (B, M, d)
+        mem = self.norm(h.to(self.norm.weight.dtype))  # bf16 under autocast: back to the weights' dtype (fused norm)
         if cond_mask is None:
             return mem
         return torch.where(cond_mask[:, None, None], mem, null.to(mem.dtype))

@@ -6,6 +6,7 @@ parameters without allocating them (meta device), `preset_param_counts(vocab_siz
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -71,6 +72,13 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
         return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
 
     # ---- presets ----------------------------------------------------------------------------------------
     @classmethod

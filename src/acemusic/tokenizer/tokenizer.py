@@ -164,7 +164,10 @@ class Tokenizer:
 
     def encode_body(self, score: symusic.Score) -> np.ndarray:
         """Body tokens (`Bar ...`), without prefix or EOS."""
-        score = self._grid(score)
+        return self._encode(self._grid(score))[0]
+
+    def _encode(self, score: symusic.Score) -> tuple[np.ndarray, _Notes, int]:
+        """(body tokens, the sorted notes, number of bars) of an on-grid score."""
         notes = self._notes(score)
         n = len(notes.onset)
         if n == 0:
@@ -250,7 +253,7 @@ class Tokenizer:
         k += new_vel
         out[k] = o["Pitch"] + notes.pitch
         out[k + 1] = o["Duration"] + notes.duration
-        return out
+        return out, notes, n_bars
 
     def cond_prefix(self, cond: Conditions) -> np.ndarray:
         """`BOS Style Key Mode Density Inst+`: fixed slots, so conditional and unconditional prefixes align."""
@@ -272,18 +275,21 @@ class Tokenizer:
         ]
         return np.asarray(ids, np.int64)
 
-    def conditions_of(self, score: symusic.Score) -> Conditions:
-        """Conditions that can be read off a score without analysis: its instruments and density."""
-        notes = self._notes(self._grid(score))
+    def _conditions(self, notes: _Notes, n_bars: int) -> Conditions:
         return Conditions(
             instruments=tuple(np.unique(notes.program).tolist()),
-            density=self.vocab.density_index(self.notes_per_bar(score)) - 1,
+            density=self.vocab.density_index(len(notes.onset) / max(n_bars, 1)) - 1,
         )
 
+    def conditions_of(self, score: symusic.Score) -> Conditions:
+        """Conditions that can be read off a score without analysis: its instruments and density."""
+        _, notes, n_bars = self._encode(self._grid(score))
+        return self._conditions(notes, n_bars)
+
     def encode(self, score: symusic.Score, cond: Conditions | None = None) -> np.ndarray:
-        """Full sequence: prefix + body + EOS."""
-        body = self.encode_body(score)
-        cond = cond if cond is not None else self.conditions_of(score)
+        """Full sequence: prefix + body + EOS. Without `cond`, instruments and density come from the score."""
+        body, notes, n_bars = self._encode(self._grid(score))
+        cond = cond if cond is not None else self._conditions(notes, n_bars)
         return np.concatenate([self.cond_prefix(cond), body, [self.vocab.eos]])
 
     # ---- decoding ------------------------------------------------------------------------------------------
