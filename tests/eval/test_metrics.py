@@ -30,7 +30,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "midi"
 C, D, E, F, G, A = 60, 62, 64, 65, 67, 69
 
 
-def score_of(*tracks: list[tuple[int, int, int]], drums: list[tuple[int, int, int]] | None = None, tpq: int = 12) -> Score:
+def score_of(
+    *tracks: list[tuple[int, int, int]], drums: list[tuple[int, int, int]] | None = None, tpq: int = 12
+) -> Score:
     """A score with one piano track per list of (onset, duration, pitch) and an optional drum track."""
     s = Score(tpq)
     for notes in tracks:
@@ -150,8 +152,10 @@ def test_corpus_bleu_matches_nltk() -> None:
     nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
     rng = np.random.default_rng(0)
     for _ in range(20):
-        refs = [[rng.integers(0, 5, int(rng.integers(6, 30))).tolist() for _ in range(int(rng.integers(1, 4)))]
-                for _ in range(5)]
+        refs = [
+            [rng.integers(0, 5, int(rng.integers(6, 30))).tolist() for _ in range(int(rng.integers(1, 4)))]
+            for _ in range(5)
+        ]
         cands = [rng.integers(0, 5, int(rng.integers(6, 30))).tolist() for _ in range(5)]
         ours = corpus_bleu(refs, cands)
         theirs = nltk_bleu.corpus_bleu(refs, cands)

@@ -17,6 +17,7 @@ from acemusic.eval.stats import (
     FEATURES,
     compare_features,
     compare_sets,
+    density_on_grid,
     describe,
     empty_beat_rate,
     first_bar_ticks,
@@ -123,6 +124,15 @@ def test_kde_matches_scipy() -> None:
     np.testing.assert_allclose(kde(x, scott_bandwidth(x))(grid), stats.gaussian_kde(x)(grid), rtol=1e-10)
 
 
+def test_binned_density_matches_exact() -> None:
+    x = np.random.default_rng(2).gamma(2.0, size=3000)
+    h = scott_bandwidth(x)
+    grid = np.linspace(x.min() - 6 * h, x.max() + 6 * h, 20001)
+    exact = density_on_grid(x, h, grid)
+    binned = density_on_grid(x, h, grid, exact_limit=0)
+    assert np.abs(binned - exact).max() < 1e-4 * exact.max()
+
+
 def test_overlapping_area_closed_forms() -> None:
     # one sample each with bandwidth s is N(0, s) vs N(d, s): OA = 2 * Phi(-d / (2 s)) = erfc(d / (2 s sqrt 2))
     assert overlapping_area([0.0], [1.0], bandwidth=1.0) == pytest.approx(math.erfc(1 / (2 * math.sqrt(2))), abs=1e-6)
@@ -148,12 +158,16 @@ def test_compare_sets() -> None:
     same = compare_sets(narrow, narrow, feats)
     assert same["pitch_range"]["oa"] == pytest.approx(1.0, abs=1e-6)
     assert same["pitch_range"]["generated_mean"] == same["pitch_range"]["reference_mean"]
-    assert math.isnan(same["note_length_histogram"]["oa"]) and len(same["note_length_histogram"]["generated_mean"]) == 12
+    assert (
+        math.isnan(same["note_length_histogram"]["oa"]) and len(same["note_length_histogram"]["generated_mean"]) == 12
+    )
     far = compare_sets(wide, narrow, feats)
     assert far["pitch_range"]["oa"] < 0.05 and far["pitch_range"]["oa_mgeval"] < 0.2
     assert same["pitch_range"]["oa_mgeval"] > 0.5
     # undefined values (groove of a one-bar piece) are left out, not averaged in
-    rows = compare_features([{"groove_consistency": math.nan}, {"groove_consistency": 0.5}], [{"groove_consistency": 0.5}])
+    rows = compare_features(
+        [{"groove_consistency": math.nan}, {"groove_consistency": 0.5}], [{"groove_consistency": 0.5}]
+    )
     assert rows["groove_consistency"]["n_generated"] == 1 and rows["groove_consistency"]["generated_mean"] == 0.5
 
 

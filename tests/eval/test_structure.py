@@ -88,7 +88,7 @@ def test_motif_recurrence_by_hand() -> None:
 
 def test_phrase_lengths_by_hand() -> None:
     notes = [(0, 6, C), (12, 12, D), (24, 12, E), (36, 12, F)]  # a 6-tick gap (< a beat) does not split
-    notes += quarters([G, F, E, D, C, D], start=96) + [(168, 24, G)]  # after a bar of rest; ends on a half note
+    notes += [*quarters([G, F, E, D, C, D], start=96), (168, 24, G)]  # after a bar of rest; ends on a half note
     notes += quarters([E, D, C, C], start=192)  # right after the long note
     s = score_of(notes)
     np.testing.assert_allclose(phrase_lengths(s), [1.0, 2.0, 1.0])
@@ -140,7 +140,12 @@ def test_structure_score_weights() -> None:
 def test_structured_piece_scores_higher_than_random() -> None:
     rng = np.random.default_rng(0)
     rand = score_of(
-        [(48 * bar + 12 * k, 12, int(rng.integers(55, 80))) for bar in range(16) for k in range(4) if rng.random() < 0.8]
+        [
+            (48 * bar + 12 * k, 12, int(rng.integers(55, 80)))
+            for bar in range(16)
+            for k in range(4)
+            if rng.random() < 0.8
+        ]
     )
     aaba = structure_report(form(SEC_A, SEC_A, SEC_B, SEC_A))
     noise = structure_report(rand)

@@ -8,7 +8,8 @@ quarter via `score.resample(12, min_dur=1)`), so the metrics run on any MIDI fil
     histogram_overlap(h, pitch_class_histogram(reference))       # 1.0 = same pitch-class distribution
     melody_bleu([generated], references, kind="interval")         # corpus BLEU-4 of the top-voice melody
 
-The helpers at the top (`notes_of`, `melody`, `bar_lines`) are shared by `structure.py` and `stats.py`.
+The helpers at the top (`load`, `notes_of`, `melody`, `bar_lines`, `bar_spans`) are shared with `structure.py`
+and `stats.py`.
 Tests: `OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/eval/test_metrics.py -q`
 """
 
@@ -141,9 +142,7 @@ def bar_spans(score: ScoreLike, end: int | None = None) -> tuple[np.ndarray, np.
 # ---- pitch-class histograms ------------------------------------------------------------------------------------
 
 
-def pitch_class_histogram(
-    score: ScoreLike, weight: str = "duration", normalize: bool = True
-) -> np.ndarray:
+def pitch_class_histogram(score: ScoreLike, weight: str = "duration", normalize: bool = True) -> np.ndarray:
     """(12,) pitch-class histogram of the pitched notes (drums excluded), index 0 = C.
 
     weight="count": each note counts 1; weight="duration": each note counts its length in ticks (the duration-

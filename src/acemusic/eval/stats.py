@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import symusic
 
-from acemusic.eval.metrics import ScoreLike, Notes, bar_lines, bar_spans, load, notes_of
+from acemusic.eval.metrics import Notes, ScoreLike, bar_lines, bar_spans, load, notes_of
 from acemusic.tokenizer.vocab import TPQ
-
 
 # mgeval's 12 length classes (whole, half, quarter, 8th, 16th, dotted half, dotted quarter, dotted 8th, dotted
 # 16th, half-, quarter-, 8th-note triplet), in ticks at TPQ = 12. mgeval scales them with the bar (bar / 96 units);
@@ -280,7 +278,30 @@ def overlapping_area(a: Sequence[float], b: Sequence[float], bandwidth: float | 
     hi = max(xa.max(), xb.max()) + 6 * max(ha, hb)
     n = int(min(max(8193, (hi - lo) / (min(ha, hb) / 50)), 400_001))
     grid = np.linspace(lo, hi, n)
-    return float(np.clip(np.trapezoid(np.minimum(kde(xa, ha)(grid), kde(xb, hb)(grid)), grid), 0.0, 1.0))
+    fa, fb = density_on_grid(xa, ha, grid), density_on_grid(xb, hb, grid)
+    return float(np.clip(np.trapezoid(np.minimum(fa, fb), grid), 0.0, 1.0))
+
+
+def density_on_grid(x: np.ndarray, h: float, grid: np.ndarray, exact_limit: int = 20_000_000) -> np.ndarray:
+    """The Gaussian KDE of `x` on a uniform grid: exact while len(x) * len(grid) <= exact_limit, else binned.
+
+    Binned KDE (Silverman 1982, "Algorithm AS 176"; Wand 1994): samples are linearly binned onto the grid and the
+    counts convolved (FFT) with the Gaussian sampled at the grid step; error O(step^2), negligible at step <= h / 50.
+    It keeps mgeval's inter-set distances of large sets (n_generated * n_reference samples) tractable.
+    """
+    x = np.asarray(x, np.float64)
+    if len(x) * len(grid) <= exact_limit:
+        return kde(x, h)(grid)
+    step = (grid[-1] - grid[0]) / (len(grid) - 1)
+    pos = np.clip((x - grid[0]) / step, 0, len(grid) - 1 - 1e-9)
+    i = np.floor(pos).astype(np.int64)
+    w = pos - i
+    counts = np.bincount(i, 1 - w, len(grid)) + np.bincount(i + 1, w, len(grid) + 1)[: len(grid)]
+    m = int(np.ceil(8 * h / step))
+    kernel = np.exp(-0.5 * (np.arange(-m, m + 1) * step / h) ** 2) / (h * np.sqrt(2 * np.pi))
+    size = 1 << int(np.ceil(np.log2(len(grid) + 2 * m + 1)))
+    full = np.fft.irfft(np.fft.rfft(counts, size) * np.fft.rfft(kernel, size), size)
+    return np.maximum(full[m : m + len(grid)], 0.0) / len(x)
 
 
 def _as_matrix(values: list[float | np.ndarray]) -> np.ndarray:

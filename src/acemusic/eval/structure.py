@@ -17,14 +17,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
-import symusic
 
 from acemusic.eval.metrics import ScoreLike, bar_spans, load, melody, notes_of
 from acemusic.tokenizer.vocab import TPQ
-
 
 WEIGHTS = {"motif_recurrence": 0.4, "section_symmetry": 0.4, "phrase_regularity": 0.2}
 
@@ -153,6 +150,7 @@ def section_symmetry(score: ScoreLike, sim: np.ndarray | None = None) -> float:
 
 def _patterns(n: int):
     """All labelings of n sections up to renaming (restricted growth strings), e.g. n=3: 000 001 010 011 012."""
+
     def rec(prefix: list[int], top: int):
         if len(prefix) == n:
             yield tuple(prefix)

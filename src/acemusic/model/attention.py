@@ -104,10 +104,11 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
-        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
-        self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.n_head, self.head_dim = cfg.n_cross_head, cfg.head_dim
+        inner = cfg.n_cross_head * cfg.head_dim
+        self.q = nn.Linear(cfg.d_model, inner, bias=False)
+        self.kv = nn.Linear(cfg.d_model, 2 * inner, bias=False)
+        self.proj = nn.Linear(inner, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
 
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,7 +118,7 @@ class CrossAttention(nn.Module):
         return k, v
 
     def forward(self, x: Tensor, ctx: AttnContext) -> Tensor:
-        B, T, C = x.shape
+        B, T, _ = x.shape
         if ctx.decode:
             k, v = ctx.cache.memory_kv[self.layer]  # type: ignore[union-attr]
         else:
@@ -129,4 +130,4 @@ class CrossAttention(nn.Module):
         scores = (q @ k.to(q.dtype).transpose(-1, -2)) * self.head_dim**-0.5  # (B, H, T, M)
         probs = F.dropout(scores.float().softmax(dim=-1), self.dropout, self.training).to(q.dtype)
         y = probs @ v.to(q.dtype)  # (B, H, T, D)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))

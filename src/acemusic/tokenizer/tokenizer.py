@@ -66,6 +66,9 @@ def _excl_cumsum(x: np.ndarray) -> np.ndarray:
 class Tokenizer:
     """Event tokenizer: `encode(score) -> ids`, `decode(ids) -> score`, plus the helpers tasks need."""
 
+    # Bump when the same score encodes to different ids (the dataset builder's cache is keyed by it).
+    version = 1
+
     def __init__(self, config: VocabConfig | None = None) -> None:
         self.vocab = Vocab(config or VocabConfig())
         v = self.vocab
