@@ -5,7 +5,7 @@ The two models alternate step by step so background load hits both alike; the me
 
     nice -n 10 .venv/bin/python benchmarks/model_speed.py                  # small preset, 8 x 512, bf16
     .venv/bin/python benchmarks/model_speed.py --preset tiny --steps 3 --seq 128
-    .venv/bin/python benchmarks/model_speed.py --window 512 --out benchmarks/results/model_speed.json
+    .venv/bin/python benchmarks/model_speed.py --set n_head=3 --set n_kv_head=1 --out benchmarks/results/model_speed.json
     .venv/bin/python benchmarks/model_speed.py --decode 4096 --no-train   # cached decoding: cost per token vs length
 
 --cpu-time measures process CPU time instead of wall time: steadier when other jobs share the cores (use with
@@ -77,11 +77,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps per model")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype")
-    ap.add_argument("--window", type=int, default=None, help="override the preset's attention window")
-    ap.add_argument("--cross-every", type=int, default=None, help="override cross_attn_every (0 = none)")
-    ap.add_argument("--mlp", choices=["swiglu", "gelu"], default=None, help="override the MLP kind")
-    ap.add_argument("--d-ff", type=int, default=None, help="override the MLP width")
-    ap.add_argument("--norm", choices=["layernorm", "rmsnorm"], default=None, help="override the block norm")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a ModelConfig field, e.g. --set window=512 --set n_head=3 (repeatable)")
     ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing on")
     ap.add_argument("--gpt2-dropout", type=float, default=None,
                     help="GPT-2 dropout (default: the same as ours; HF's own default is 0.1)")
@@ -100,8 +97,11 @@ def main() -> None:
     torch.manual_seed(0)
     V = 736  # acemusic vocabulary size (src/acemusic/tokenizer/vocab.py)
     cfg = ModelConfig.preset(args.preset, V)
-    over = {k: v for k, v in dict(window=args.window, cross_attn_every=args.cross_every, mlp=args.mlp,
-                                  d_ff=args.d_ff, norm=args.norm).items() if v is not None}
+    over = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        kind = type(getattr(cfg, key))
+        over[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     cfg = replace(cfg, grad_checkpointing=args.grad_ckpt, **over)
     B, T = args.batch, args.seq
     g = torch.Generator().manual_seed(0)

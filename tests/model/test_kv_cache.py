@@ -36,7 +36,7 @@ def run_cached(model, b, n_prompt, max_global=64):
 @pytest.mark.parametrize("global_tokens", [True, False])
 def test_cached_decode_equals_full_forward(tiny, batch, n_prompt, global_tokens):
     torch.manual_seed(0)
-    cfg = replace(tiny, global_tokens=global_tokens, n_kv_head=1)
+    cfg = replace(tiny, global_tokens=global_tokens, n_kv_head=1, n_cross_head=1 if global_tokens else 0)
     model = MusicTransformer(cfg).eval()
     b = batch(2, 90, seed=5, bar_p=0.15)
     assert not torch.equal(b["is_global"][0], b["is_global"][1])

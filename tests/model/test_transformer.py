@@ -114,6 +114,9 @@ def test_config_round_trip_and_validation(tiny):
     with pytest.raises(ValueError, match="preset"):
         ModelConfig.preset("huge", V)
     assert ModelConfig.preset("small", V, window=128).window == 128
+    # A config saved before n_cross_head existed means full-width cross-attention.
+    old = {k: v for k, v in d.items() if k != "n_cross_head"}
+    assert ModelConfig.from_dict(old).cross_heads == tiny.n_head
 
 
 def test_preset_param_counts():

@@ -104,8 +104,8 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
-        self.n_head, self.head_dim = cfg.n_cross_head, cfg.head_dim
-        inner = cfg.n_cross_head * cfg.head_dim
+        self.n_head, self.head_dim = cfg.cross_heads, cfg.head_dim
+        inner = cfg.cross_heads * cfg.head_dim
         self.q = nn.Linear(cfg.d_model, inner, bias=False)
         self.kv = nn.Linear(cfg.d_model, 2 * inner, bias=False)
         self.proj = nn.Linear(inner, cfg.d_model, bias=False)

@@ -34,8 +34,9 @@ class ModelConfig:
     d_text: int = 384  # sentence embedding width (all-MiniLM-L6-v2)
     n_memory: int = 4  # memory vectors projected from the text embedding, attended by cross-attention
     cross_attn_every: int = 2  # cross-attention in blocks 0, k, 2k, ... (0 = no cross-attention)
-    n_cross_head: int = 2  # heads (of head_dim) in cross-attention: a few memory vectors need few heads, and the
-    # narrower q/out projections cut its cost ~3x vs n_head heads (measured: 1.12x -> see benchmarks/model_speed.py)
+    # Cross-attention heads (of head_dim); 0 = n_head. A few memory vectors need few heads, and narrow q/out
+    # projections make cross-attention ~3x cheaper. Configs saved before this field existed load as 0 (full width).
+    n_cross_head: int = 0
     dropout: float = 0.0
     tie_embeddings: bool = True
     grad_checkpointing: bool = False
@@ -51,12 +52,18 @@ class ModelConfig:
             raise ValueError(f"mlp must be one of {MLP_KINDS}, not {self.mlp!r}")
         if self.norm not in NORM_KINDS:
             raise ValueError(f"norm must be one of {NORM_KINDS}, not {self.norm!r}")
+        if self.n_cross_head < 0:
+            raise ValueError("n_cross_head must be >= 0 (0 = n_head)")
         if self.window < 1 or self.vocab_size < 1 or self.n_layer < 1:
             raise ValueError("window, vocab_size and n_layer must be positive")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
+
+    @property
+    def cross_heads(self) -> int:
+        return self.n_cross_head or self.n_head
 
     def has_cross(self, layer: int) -> bool:
         """Whether block `layer` has cross-attention to the condition memory."""
@@ -101,7 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # exactly that model (2 heads is ~12% faster per step, for the next retraining).
     "small": dict(d_model=384, n_layer=8, n_head=6, n_kv_head=2, d_ff=1024, window=256, n_cross_head=6),
     "base": dict(d_model=768, n_layer=12, n_head=12, n_kv_head=4, d_ff=2048, window=512, n_cross_head=4),
-    "large": dict(d_model=1024, n_layer=24, n_head=16, n_kv_head=4, d_ff=2560, window=1024, max_bars=1024,
+    "large": dict(d_model=1024, n_layer=24, n_head=16, n_kv_head=4, d_ff=3072, window=1024, max_bars=1024,
                   n_cross_head=4),
 }
 
