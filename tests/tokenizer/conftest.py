@@ -14,7 +14,8 @@ def random_score(rng: np.random.Generator, tpq: int = 480, bars: int = 40) -> Sc
         t = Track("t", prog, drum)
         for _ in range(150):
             on = int(rng.integers(0, bars * tpq * 4))
-            t.notes.append(Note(on, int(rng.integers(1, 8 * tpq)), int(rng.integers(24, 100)), int(rng.integers(1, 127))))
+            dur, pitch, vel = int(rng.integers(1, 8 * tpq)), int(rng.integers(24, 100)), int(rng.integers(1, 127))
+            t.notes.append(Note(on, dur, pitch, vel))
         s.tracks.append(t)
     s.time_signatures.append(TimeSignature(0, 4, 4))
     s.time_signatures.append(TimeSignature(tpq * 4 * 10, 3, 4))

@@ -11,12 +11,12 @@ from acemusic.cli.app import app
 from acemusic.errors import AcemusicError
 
 # Importing registers the commands.
-from acemusic.cli import compose as _compose  # noqa: E402,F401  isort: skip
-from acemusic.cli import data as _data  # noqa: E402,F401  isort: skip
-from acemusic.cli import eval as _eval  # noqa: E402,F401  isort: skip
-from acemusic.cli import eval_adherence as _eval_adherence  # noqa: E402,F401  isort: skip
-from acemusic.cli import render as _render  # noqa: E402,F401  isort: skip
-from acemusic.cli import train as _train  # noqa: E402,F401  isort: skip
+from acemusic.cli import compose as _compose  # noqa: F401  isort: skip
+from acemusic.cli import data as _data  # noqa: F401  isort: skip
+from acemusic.cli import eval as _eval  # noqa: F401  isort: skip
+from acemusic.cli import eval_adherence as _eval_adherence  # noqa: F401  isort: skip
+from acemusic.cli import render as _render  # noqa: F401  isort: skip
+from acemusic.cli import train as _train  # noqa: F401  isort: skip
 
 
 def main() -> None:

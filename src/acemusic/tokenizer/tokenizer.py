@@ -132,7 +132,7 @@ class Tokenizer:
         """
         ts = score.time_signatures.numpy()
         times, idxs = [], []
-        for t, num, den in zip(ts["time"].tolist(), ts["numerator"].tolist(), ts["denominator"].tolist()):
+        for t, num, den in zip(ts["time"].tolist(), ts["numerator"].tolist(), ts["denominator"].tolist(), strict=True):
             idx = None
             for k in range(1, num + 1):
                 if num % k == 0:
@@ -202,7 +202,7 @@ class Tokenizer:
         note_tempo = np.full(n, -1, np.int64)
         group_idx = np.flatnonzero(new_pos)  # first note of each onset group
         group_onset = notes.onset[group_idx]
-        for t, b in zip(t_times.tolist(), t_bins.tolist()):  # few events: a Python loop is fine
+        for t, b in zip(t_times.tolist(), t_bins.tolist(), strict=True):  # few events: a Python loop is fine
             gb = int(np.searchsorted(bar_start, t, side="right") - 1)
             g = int(np.searchsorted(group_onset, t, side="left"))
             if t == bar_start[gb] or g == len(group_idx) or bar[group_idx[g]] != gb:
@@ -301,7 +301,7 @@ class Tokenizer:
 
         Tolerant: a Pitch without a following Duration is dropped; anything else out of grammar is read as state.
         """
-        v, o = self.vocab, self._t
+        v = self.vocab
         ids = np.asarray(ids, np.int64)
         eos = np.flatnonzero(ids == v.eos)
         if len(eos):
