@@ -5,7 +5,7 @@ The two models alternate step by step so background load hits both alike; the me
 
     nice -n 10 .venv/bin/python benchmarks/model_speed.py                  # small preset, 8 x 512, bf16
     .venv/bin/python benchmarks/model_speed.py --preset tiny --steps 3 --seq 128
-    .venv/bin/python benchmarks/model_speed.py --set n_head=3 --set n_kv_head=1 --out benchmarks/results/model_speed.json
+    .venv/bin/python benchmarks/model_speed.py --set n_head=3 --set n_kv_head=1 --out /tmp/speed.json
     .venv/bin/python benchmarks/model_speed.py --decode 4096 --no-train   # cached decoding: cost per token vs length
 
 --cpu-time measures process CPU time instead of wall time: steadier when other jobs share the cores (use with

@@ -123,3 +123,25 @@ def test_gqa_self_attention_matches_reference(tiny, batch, n_kv_head):
     causal = torch.ones(25, 25, dtype=torch.bool).tril()[None, None]
     out = attn(x, AttnContext(cos, sin, None, is_causal=True))
     assert torch.allclose(out, reference_attention(attn, x, causal), atol=1e-5)
+
+
+def test_gqa_fallback_for_old_torch_matches(monkeypatch):
+    """torch < 2.5 has no SDPA enable_gqa: the expanded-K/V path must give the same output."""
+    import torch
+
+    from acemusic.model import ModelConfig, MusicTransformer
+    from acemusic.model import attention as attn
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", vocab_size=50)
+    assert cfg.n_kv_head < cfg.n_head
+    model = MusicTransformer(cfg).eval()
+    ids = torch.randint(0, 50, (2, 40))
+    bar = torch.arange(40).repeat(2, 1) // 8
+    pos = torch.zeros_like(ids)
+    glob = (torch.arange(40) % 8 == 0).repeat(2, 1)
+    with torch.no_grad():
+        native = model(ids, bar, pos, glob)
+        monkeypatch.setattr(attn, "_SDPA_GQA", False)
+        fallback = model(ids, bar, pos, glob)
+    torch.testing.assert_close(native, fallback, atol=1e-5, rtol=1e-5)

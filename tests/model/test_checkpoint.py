@@ -55,7 +55,7 @@ def test_bad_checkpoints_are_input_errors(model, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint"):
         load(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="config.json"):
+    with pytest.raises(InputError, match=r"config\.json"):
         load(tmp_path / "empty")
 
     ck = save(model, tmp_path / "ck", {})

@@ -65,7 +65,10 @@ def test_cache_limits_are_input_errors(tiny, batch):
     cache = model.new_cache(1, max_global=4)
     with pytest.raises(InputError, match="global"):
         model.prefill(b["ids"], b["bar_idx"], b["pos"], b["is_global"], None, None, cache)
+    assert cache.pos == 0 and (cache.ring_pos < 0).all()  # a refused prefill leaves the cache untouched
     cache = model.new_cache(1, max_global=64)
+    with pytest.raises(InputError, match="prefill first"):
+        model.decode_step(b["ids"][:, 0], b["bar_idx"][:, 0], b["pos"][:, 0], b["is_global"][:, 0], cache)
     model.prefill(b["ids"][:, :5], b["bar_idx"][:, :5], b["pos"][:, :5], b["is_global"][:, :5], None, None, cache)
     with pytest.raises(InputError, match="empty cache"):
         model.prefill(b["ids"][:, 5:9], b["bar_idx"][:, 5:9], b["pos"][:, 5:9], b["is_global"][:, 5:9], None, None,

@@ -21,6 +21,9 @@ from torch import Tensor, nn
 from acemusic.model.config import ModelConfig
 from acemusic.model.rope import apply_rope
 
+# SDPA shares K/V heads itself from torch 2.5 (enable_gqa); older versions get expanded K/V.
+_SDPA_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
+
 if TYPE_CHECKING:
     from acemusic.model.kv_cache import KVCache
 
@@ -38,7 +41,7 @@ def build_mask(
     already hides trailing PADs from real tokens), so the pad term is only added when a PAD precedes a real token.
     Outputs at PAD positions are unspecified. Every query keeps its own key, so no row is empty (no NaNs).
     """
-    need_window = T > window
+    need_window = window < T
     need_pad = pad_mask is not None and bool((pad_mask[:, :-1] & ~pad_mask[:, 1:]).any())
     if not need_window and not need_pad:
         return None
@@ -91,9 +94,12 @@ class SelfAttention(nn.Module):
             ctx.cache.write(self.layer, k, v)
             if ctx.decode:
                 k, v = ctx.cache.keys_values(self.layer)  # (B, G, S, D): ring window + global slots
+        if G != H and not _SDPA_GQA:  # torch < 2.5: share K/V across query heads by copying them
+            k, v = k.repeat_interleave(H // G, dim=1), v.repeat_interleave(H // G, dim=1)
+        gqa = {"enable_gqa": G != H} if _SDPA_GQA else {}
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal,
-            dropout_p=self.dropout if self.training else 0.0, enable_gqa=G != H,
+            dropout_p=self.dropout if self.training else 0.0, **gqa,
         )  # (B, H, T, D)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
 

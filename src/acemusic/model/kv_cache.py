@@ -66,10 +66,14 @@ class KVCache:
         (the prefill attends within its own tokens with the training mask). Call `advance(T)` after the forward.
         """
         B, T = is_global.shape
-        if B != self.batch_size:
+        if self.batch_size != B:
             raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {B}")
         if T > 1 and self.pos != 0:
             raise InputError("prefill", "prefill needs an empty cache (call reset() first)")
+        g_src = is_global.any(dim=0).nonzero().flatten()  # time steps where any row is global
+        n_new = g_src.numel()
+        if self.n_global + n_new > self.max_global:
+            raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
         W = self.window
         positions = torch.arange(self.pos, self.pos + T, device=self.device)
         # Ring: the last min(T, W) new tokens.
@@ -77,11 +81,7 @@ class KVCache:
         ring_src = torch.arange(T - keep.numel(), T, device=self.device)
         ring_dst = keep % W
         self.ring_pos[ring_dst] = keep
-        # Global slots: time steps where any row is global.
-        g_src = is_global.any(dim=0).nonzero().flatten()
-        n_new = g_src.numel()
-        if self.n_global + n_new > self.max_global:
-            raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
+        # Global slots, appended.
         g_dst = torch.arange(W + self.n_global, W + self.n_global + n_new, device=self.device)
         sl = slice(self.n_global, self.n_global + n_new)
         self.global_pos[sl] = positions[g_src]

@@ -12,7 +12,7 @@ from torch import Tensor
 
 
 def rope_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """Full-width tables (T, head_dim) in float32 for integer `positions` (T,): cos, and sin with its first half negated.
+    """Full-width float32 tables (T, head_dim) for integer `positions` (T,): cos, and sin with its first half negated.
 
     The sign is folded into the table so that apply_rope is two multiplies and one add (measured ~2x faster than the
     textbook four multiplies on sliced halves, forward + backward on CPU).

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from acemusic.errors import InputError
 from acemusic.model.attention import AttnContext, CrossAttention, SelfAttention, build_mask
 from acemusic.model.conditioning import TextConditioner
 from acemusic.model.config import ModelConfig
@@ -186,7 +187,7 @@ class MusicTransformer(nn.Module):
         cond_mask: Tensor | None,
         cache: KVCache,
     ) -> Tensor:
-        """Run the prompt (B, T) through the model, filling an empty `cache`; returns the last position's logits (B, V)."""
+        """Run the prompt (B, T) through the model into an empty `cache`; returns the last position's logits (B, V)."""
         B, T = ids.shape
         cfg = self.cfg
         cache.plan(is_global if cfg.global_tokens else torch.zeros_like(is_global))
@@ -202,6 +203,8 @@ class MusicTransformer(nn.Module):
     def decode_step(self, ids: Tensor, bar_idx: Tensor, pos: Tensor, is_global: Tensor, cache: KVCache) -> Tensor:
         """Feed one token per row (each argument (B,)) after prefill; returns next-token logits (B, V)."""
         cfg = self.cfg
+        if cache.pos == 0:
+            raise InputError("cache", "decode_step needs a prefilled cache (call prefill first)")
         g = is_global[:, None] if cfg.global_tokens else torch.zeros_like(is_global[:, None])
         mask = cache.plan(g)
         cos, sin = self._rope(cache.pos, 1, ids.device)
