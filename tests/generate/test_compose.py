@@ -129,3 +129,10 @@ def test_cli(tiny_checkpoint, tmp_path):
         assert r.exit_code == 1, (b, r.output)
         assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mid"]  # nothing else written
+
+
+def test_meter_held_when_not_asked(bundle):
+    """No meter in the prompt: the model picks bar 1's, and it holds for the whole piece (one TimeSig)."""
+    for seed in range(3):
+        score = bundle.compose("a tune for violin", bars=6, seed=seed)
+        assert len(score.time_signatures) == 1

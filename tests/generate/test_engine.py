@@ -166,3 +166,17 @@ def test_batch_rows_with_bars_at_different_steps(engine, tok):
             _request(tok, n_bars=24, guided=False, instruments=(40,))]
     out = engine.generate(reqs, SamplingConfig(top_p=0.9), seed=2)
     assert [int((o == tok.vocab.bar).sum()) for o in out] == [23, 23]  # + the Bar closing each prompt = 24
+
+
+def test_decode_threads_are_restored(tiny_model, tok):
+    from acemusic.generate.engine import auto_threads
+
+    torch.set_num_threads(2)  # the autouse fixture sets 1 again for the next test
+    before = torch.get_num_threads()
+    assert 1 <= auto_threads() <= before
+    engine = Engine(tiny_model, tok, decode_threads=1)
+    it = engine.stream([_request(tok, n_bars=1)], SamplingConfig(cfg=1.5))
+    next(it)
+    assert torch.get_num_threads() == 1
+    it.close()
+    assert torch.get_num_threads() == before

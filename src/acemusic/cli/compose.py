@@ -46,6 +46,8 @@ def compose_cmd(
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
     cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 1.5,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")] = 0,
+    candidates: Annotated[int, typer.Option("--candidates", help="With a key/mode asked: sample N in one batch, "
+                                                                  "keep the best key fit (1 = off).")] = 4,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")] = None,
     soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
@@ -53,21 +55,22 @@ def compose_cmd(
     """Compose a new piece from a text prompt."""
     t0 = time.perf_counter()
     try:
-        _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, checkpoint,
-                 soundfont, force, t0)
+        _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, candidates,
+                 checkpoint, soundfont, force, t0)
     except AcemusicError as e:
         fail(str(e))
 
 
-def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, checkpoint,
-             soundfont, force, t0) -> None:
-    from acemusic.api import check_sampling, load
+def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, candidates,
+             checkpoint, soundfont, force, t0) -> None:
+    from acemusic.api import check_candidates, check_sampling, load
     from acemusic.generate.prompt import check_bars, check_prompt, parse_prompt
 
     # Validate everything cheap first: nothing is loaded, generated or written for a bad input.
     text = check_prompt(prompt)
     check_bars(bars)
     check_sampling(temperature, top_p, cfg)
+    check_candidates(candidates)
     spec = parse_prompt(text).override(key=key, tempo=tempo, meter=meter, instruments=instruments)
     for path in (out, wav):
         if path is not None and path.exists() and not force:
@@ -89,13 +92,15 @@ def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature
         seen = [0]
 
         def on_step(step) -> None:
-            done = step.states[0].bar_index - 1 + int(step.finished[0])  # bars completed so far
+            # bars completed so far by the slowest candidate
+            done = min(s.bar_index - 1 + int(f) for s, f in zip(step.states, step.finished, strict=True))
             if done != seen[0]:
                 seen[0] = done
                 progress.update(task, completed=max(done, 0))
 
         score = bundle.compose(text, bars=bars, key=key, tempo=tempo, meter=meter, instruments=instruments,
-                               temperature=temperature, top_p=top_p, cfg=cfg, seed=seed, on_step=on_step)
+                               temperature=temperature, top_p=top_p, cfg=cfg, seed=seed, on_step=on_step,
+                               candidates=candidates)
     check_writable(out, force)
     bundle.save_midi(score, out)
     if wav is not None:

@@ -25,6 +25,8 @@ def adherence_cmd(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts.")] = None,
     cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale.")] = 1.5,
     key_strength: Annotated[float, typer.Option("--key-strength", help="Out-of-key logit penalty (0 = off).")] = 1.0,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, max=16,
+                                            help="Best-of-N by key fit (compose's default is 4).")] = 4,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Prompt adherence of compose: key, mode, tempo, instrument and meter asks met."""
@@ -44,6 +46,7 @@ def adherence_cmd(
                       console=console, transient=True) as bar:
             task = bar.add_task("prompts", total=limit or 50)
             report = evaluate(bundle, seed=seed, bars=bars, limit=limit, cfg=cfg, key_strength=key_strength,
+                              candidates=candidates,
                               on_prompt=lambda done, total: bar.update(task, completed=done, total=total))
     except AcemusicError as e:
         fail(str(e))

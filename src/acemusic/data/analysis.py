@@ -16,14 +16,22 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
-def _profiles() -> np.ndarray:
+# Aarden-Essen profiles (https://extras.humdrum.org/man/keycor/): music21's default `analyze('key')` weights.
+AE_MAJOR = np.array([17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
+                     0.232998, 4.95122])
+AE_MINOR = np.array([18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
+                     7.37619, 1.75623])
+
+
+def _profiles(major: np.ndarray = KK_MAJOR, minor: np.ndarray = KK_MINOR) -> np.ndarray:
     """(24, 12) rows: the major profile rotated to every tonic, then the minor one; z-scored for correlation."""
-    rows = [np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)]
+    rows = [np.roll(major, k) for k in range(12)] + [np.roll(minor, k) for k in range(12)]
     p = np.stack(rows)
     return (p - p.mean(1, keepdims=True)) / p.std(1, keepdims=True)
 
 
 _PROFILES = _profiles()
+PROFILES = {"krumhansl": _PROFILES, "aarden": _profiles(AE_MAJOR, AE_MINOR)}
 
 
 def pitch_class_histogram(pitches: np.ndarray, durations: np.ndarray) -> np.ndarray:
@@ -105,3 +113,36 @@ def key_of_notes(notes: dict[str, np.ndarray]) -> tuple[int | None, str | None, 
     """Key estimate from the pitched (non-drum) notes."""
     m = notes["program"] != DRUMS
     return estimate_key(notes["pitch"][m], notes["duration"][m])
+
+
+def key_correlations(pitches: np.ndarray, durations: np.ndarray, profile: str = "krumhansl") -> np.ndarray | None:
+    """(24,) Pearson correlations of the duration-weighted pitch-class histogram with every key's profile (rows
+    0-11 major on C..B, 12-23 minor), or None without notes / with a flat histogram."""
+    if len(pitches) == 0:
+        return None
+    h = pitch_class_histogram(pitches, durations)
+    if h.std() == 0:
+        return None
+    return PROFILES[profile] @ ((h - h.mean()) / h.std()) / 12.0
+
+
+def key_fit(pitches: np.ndarray, durations: np.ndarray, tonic: int | None, mode: str | None) -> float:
+    """How clearly the notes are in the asked key: the correlation margin of the best matching key over the best
+    other key, averaged over the Krumhansl-Kessler and Aarden-Essen profiles. > 0 means both key finders pick a
+    key that matches the ask. `tonic` None = any tonic of `mode`; `mode` None = either mode of `tonic`.
+    Nothing asked gives 0.0; no notes gives -1.0."""
+    if tonic is None and mode is None:
+        return 0.0
+    keys = np.arange(24)
+    want = np.ones(24, bool)
+    if tonic is not None:
+        want &= keys % 12 == tonic % 12
+    if mode is not None:
+        want &= (keys >= 12) == (mode == "minor")
+    margins = []
+    for name in PROFILES:
+        r = key_correlations(pitches, durations, name)
+        if r is None:
+            return -1.0
+        margins.append(float(r[want].max() - r[~want].max()))
+    return float(np.mean(margins))

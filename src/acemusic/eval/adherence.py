@@ -2,7 +2,8 @@
 
 For each of the 50 prompts in `prompts.jsonl` (shipped beside this file; each row lists what it asks: key, mode, GM
 program, a tempo in bpm or a tempo word, sometimes a meter) we compose with a fixed seed and measure the output:
-key and mode by music21's key analysis (Krumhansl-Schmuckler with its default weights) over every pitched note,
+key and mode by music21's default key analysis (`analyze("key")`: Krumhansl-Schmuckler correlation with the
+Aarden-Essen weights, not the Krumhansl-Kessler ones our training labels use) over every pitched note,
 tempo as the time-weighted mean of the MIDI tempo map, the program of the main track (most notes), the meter from
 the first time signature. The report gives the share of asks met per field.
 

@@ -16,6 +16,7 @@ Tests: `.venv/bin/python -m pytest tests/generate/test_engine.py -q`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -63,6 +64,16 @@ class Step:
     states: list[GrammarState]
 
 
+def auto_threads() -> int:
+    """Torch threads worth using now: the CPUs the 1-minute load average leaves idle (1..torch's default)."""
+    n = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return n
+    return max(1, min(n, int((os.cpu_count() or n) - load + 0.5)))
+
+
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` whose nn.Linear layers hold int8 weights (one scale per output channel) and quantize
     activations on the fly (fbgemm dynamic linear); embeddings and the tied output head stay float.
@@ -80,13 +91,14 @@ class Engine:
     """Generates token ids from a MusicTransformer under the token grammar and task controls."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device | None = None,
-                 quantize: str | None = None, decode_threads: int | None = 1) -> None:
+                 quantize: str | None = None, decode_threads: int | str | None = "auto") -> None:
         """`quantize='int8'`: dynamic int8 weights for every nn.Linear (a copy; the caller's model is untouched).
         Decoding one token is weight-bandwidth bound on CPU, so 4x fewer weight bytes make each step ~1.5x faster.
 
-        `decode_threads`: torch intra-op threads while decoding (restored afterwards; None = leave as is). One row
-        of matrix-vector products does not split well: on the shared 2-core machine 2 threads ran at half the
-        speed of 1 (68-78 vs 158 tokens/s, benchmarks/generate.py), and far worse when another process was busy.
+        `decode_threads`: torch intra-op threads while decoding (restored afterwards; None = leave as is; "auto" =
+        the cores the 1-minute load average leaves free, at least 1). Threads only pay off on idle cores: on the
+        2-core machine 2 threads decoded ~20% faster than 1 when idle, but at half the speed (68-78 vs 158
+        tokens/s) while another process kept a core busy, and 8x slower under heavy load.
         """
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
@@ -152,8 +164,9 @@ class Engine:
         if not requests:
             return
         threads = torch.get_num_threads()
-        if self.decode_threads:
-            torch.set_num_threads(self.decode_threads)
+        want = auto_threads() if self.decode_threads == "auto" else self.decode_threads
+        if want:
+            torch.set_num_threads(int(want))
         try:
             yield from self._stream(requests, sampling or SamplingConfig(), seed, max_new_tokens)
         finally:

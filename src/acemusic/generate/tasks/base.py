@@ -8,13 +8,18 @@ decoding loop, seeding, progress reporting and guidance:
         def finish(self, ctx: TaskContext, prompt, generated) -> symusic.Score: ...
 
     score = run_task(MyTask(...), ctx, SamplingConfig(...), seed=0, on_step=callback)
+
+A task may also say how well a finished score meets its asks (`candidate_score`, e.g. the key fit of compose): then
+`run_task(..., candidates=N)` decodes N samples as rows of one batch and keeps the best (best-of-N reranking; the
+rows share each decode step's weight reads, so N=4 costs far less than 4 runs on CPU).
 """
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,17 +66,43 @@ class Task(ABC):
         """Bars the task will generate (for progress bars), if known."""
         return None
 
+    def ranks_candidates(self) -> bool:
+        """True when `candidate_score` can tell candidates apart for this request (else `run_task` decodes one)."""
+        return False
+
+    def candidate_score(self, ctx: TaskContext, score) -> float:
+        """How well a finished score meets the task's asks: higher is better."""
+        return 0.0
+
 
 def run_task(task: Task, ctx: TaskContext, sampling: SamplingConfig | None = None, seed: int = 0,
-             on_step: Callable[[Step], None] | None = None):
-    """Build, decode (streaming, calling `on_step` after each token), finish -> symusic.Score."""
+             on_step: Callable[[Step], None] | None = None, candidates: int = 1):
+    """Build, decode (streaming, calling `on_step` after each token), finish -> symusic.Score.
+
+    `candidates` > 1: decode that many samples in one batch and return the one with the best `candidate_score`
+    (the first on ties), when the task has a criterion. Deterministic for a given seed and candidate count.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
     req = task.build(ctx)
-    generated: list[int] = []
+    n = candidates if candidates > 1 and task.ranks_candidates() else 1
+    # Each row needs its own grammar state; the Grammar tables inside stay shared.
+    def fresh(r: Request) -> Request:
+        return replace(r, state=None if r.state is None else copy.deepcopy(r.state, {id(r.state.g): r.state.g}))
+
+    reqs = [req] + [fresh(req) for _ in range(n - 1)]
+    generated: list[list[int]] = [[] for _ in reqs]
     pad = ctx.tok.vocab.pad
-    for step in ctx.engine.stream([req], sampling, seed=seed, max_new_tokens=task.max_new_tokens()):
-        t = int(step.tokens[0])
-        if t != pad:
-            generated.append(t)
+    for step in ctx.engine.stream(reqs, sampling, seed=seed, max_new_tokens=task.max_new_tokens()):
+        for row, t in enumerate(step.tokens.tolist()):
+            if t != pad:
+                generated[row].append(t)
         if on_step is not None:
             on_step(step)
-    return task.finish(ctx, np.asarray(req.prompt, np.int64), np.asarray(generated, np.int64))
+    prompt = np.asarray(req.prompt, np.int64)
+    scores = [task.finish(ctx, prompt, np.asarray(g, np.int64)) for g in generated]
+    if n == 1:
+        return scores[0]
+    fits = np.asarray([task.candidate_score(ctx, s) for s in scores], np.float64)
+    return scores[int(np.argmax(fits))]  # argmax: the first of equals
+

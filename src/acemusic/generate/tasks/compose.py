@@ -17,6 +17,7 @@ from acemusic.generate.constraints import Controls
 from acemusic.generate.engine import Request
 from acemusic.generate.prompt import PromptSpec, check_bars, pitch_range
 from acemusic.generate.tasks.base import Task, TaskContext
+from acemusic.tokenizer.vocab import DRUMS
 
 DEFAULT_INSTRUMENTS = (0,)  # acoustic piano when the prompt names no instrument
 TOKENS_PER_BAR_GUARD = 256  # length guard: dense piano bars run ~100-200 tokens; the engine closes cleanly near it
@@ -49,7 +50,9 @@ class ComposeTask(Task):
         tempo = None if s.tempo is None else int(v.tempo_bin(s.tempo))
         mode = s.effective_mode
         return Controls(
-            n_bars=self.bars, time_sig=ts, tempo=tempo, lock_time_sig=ts is not None, lock_tempo=tempo is not None,
+            # The meter is always held: the model picks bar 1's when none is asked (unlocked, it drifted from 6/8
+            # to 4/4 after bar 1 in some pieces); the tempo may still move unless asked.
+            n_bars=self.bars, time_sig=ts, tempo=tempo, lock_time_sig=True, lock_tempo=tempo is not None,
             max_notes_per_position=self.max_notes_per_position,
             pitch_ranges={p: pitch_range(p) for p in self.instruments},
             strict_pitch_order=True, key=s.key, mode=mode,
@@ -75,3 +78,15 @@ class ComposeTask(Task):
 
     def total_bars(self) -> int:
         return self.bars
+
+    def ranks_candidates(self) -> bool:
+        return self.spec.key is not None or self.spec.effective_mode is not None
+
+    def candidate_score(self, ctx: TaskContext, score) -> float:
+        """Key fit of the pitched notes to the asked key/mode (data.analysis.key_fit: the margin by which the
+        Krumhansl-Kessler and Aarden-Essen key finders prefer the asked key over any other)."""
+        from acemusic.data.analysis import key_fit, note_arrays
+
+        a = note_arrays(score)
+        pitched = a["program"] != DRUMS
+        return key_fit(a["pitch"][pitched], a["duration"][pitched], self.spec.key, self.spec.effective_mode)
