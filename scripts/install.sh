@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
-apt_pkgs=(fluidsynth fluid-soundfont-gm)
+apt_pkgs=(fluidsynth fluid-soundfont-gm opus-tools)  # opus-tools: opusenc/opusdec, the codec comparison
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -27,4 +27,7 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # torch first and pinned: an unpinned torch pulls gigabytes of CUDA wheels; 2.13.0 is the local CPU build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e ".[audio,eval,dev]"
+# basic-pitch (transcription) ships its ONNX weights; --no-deps because its declared requirements pull TensorFlow
+# and downgrade numpy. Everything it needs on the ONNX path is in the `audio` extra above.
+"$VENV/bin/python" -c "import basic_pitch" 2>/dev/null || "${PIP[@]}" --no-deps "basic-pitch==0.4.0"
 echo "acemusic installed in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -16,8 +16,10 @@ from acemusic.cli import continue_ as _continue  # noqa: F401  isort: skip
 from acemusic.cli import data as _data  # noqa: F401  isort: skip
 from acemusic.cli import eval as _eval  # noqa: F401  isort: skip
 from acemusic.cli import eval_adherence as _eval_adherence  # noqa: F401  isort: skip
+from acemusic.cli import fad as _fad  # noqa: F401  isort: skip
 from acemusic.cli import render as _render  # noqa: F401  isort: skip
 from acemusic.cli import train as _train  # noqa: F401  isort: skip
+from acemusic.cli import transcribe as _transcribe  # noqa: F401  isort: skip
 
 
 def main() -> None:
