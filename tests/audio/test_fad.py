@@ -55,10 +55,10 @@ def test_sample_estimate_self_zero_and_grows_with_shift():
     y = rng.normal(size=(4000, 3)) * [1.0, 2.0, 0.5]
     same = fad_from_embeddings(y, x, standardize=False)
     assert same < 0.02  # two samples of one distribution: only finite-sample bias
-    shifts = [fad_from_embeddings(y + [d, 0, 0], x, standardize=False) for d in (0.5, 1.0, 2.0)]
+    shifts = [fad_from_embeddings(y + np.array([d, 0, 0]), x, standardize=False) for d in (0.5, 1.0, 2.0)]
     assert shifts == sorted(shifts) and abs(shifts[-1] - 4.0) < 0.1  # |shift|^2
     # Standardised by the reference's spread: a shift of one reference std in dim 1 (std 2) costs ~1.
-    assert abs(fad_from_embeddings(y + [0, 2.0, 0], x) - 1.0) < 0.1
+    assert abs(fad_from_embeddings(y + np.array([0, 2.0, 0]), x) - 1.0) < 0.1
     mu, cov = gaussian(x)
     assert mu.shape == (3,) and cov.shape == (3, 3)
 
