@@ -100,6 +100,23 @@ class Bundle:
         return run_task(task, self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed=seed,
                         on_step=on_step)
 
+    def infill(self, source: str | Path | symusic.Score, bars: str | tuple[int, int] | list[tuple[int, int]],
+               prompt: str | None = None, key: str | None = None, temperature: float = 1.0, top_p: float = 0.95,
+               cfg: float = 1.5, seed: int = 0, on_step: Callable[[Step], None] | None = None,
+               key_strength: float = 1.0) -> symusic.Score:
+        """Regenerate bar spans ('5-8', '2-3,7' or [(5, 8)]: 1-based, inclusive) from both sides; every note
+        outside the spans is kept as it is."""
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.infill import infill_spans, spans_text
+        from acemusic.generate.tasks.io import load_piece, parse_spans, task_spec
+
+        check_sampling(temperature, top_p, cfg)
+        spec = task_spec(prompt, key=key)
+        piece = load_piece(self.tokenizer, source)
+        spans = parse_spans(spans_text(bars), piece.n_bars)
+        return infill_spans(self.ctx, piece, spans, spec, SamplingConfig(temperature=temperature, top_p=top_p,
+                                                                         cfg=cfg), seed, on_step, key_strength)
+
     @staticmethod
     def save_midi(score: symusic.Score, path: str | Path) -> Path:
         """Write a Score as a standard MIDI file (parent folders created)."""
