@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
+
 from acemusic.errors import InputError
 
 RENDER_VERSION = 1  # bump when render.py changes what it writes, to invalidate caches
@@ -115,11 +117,25 @@ def prepare(source, cfg: BatchConfig) -> bytes:
         for tr in score.tracks:
             if not tr.is_drum:
                 tr.program = int(cfg.program)
-    if cfg.seconds is not None:
-        score = score.to("second").clip(0.0, float(cfg.seconds), clip_end=False)
+    if cfg.seconds is not None:  # clip in ticks so tempo and meter events survive (a seconds-domain clip drops them)
+        score = score.clip(0, tick_at(score, float(cfg.seconds)), clip_end=False)
     if score.note_num() == 0:
         raise InputError(str(source) if isinstance(source, (str, Path)) else "score", "no notes to render")
     return score.dumps_midi()
+
+
+def tick_at(score, seconds: float) -> int:
+    """The first tick at or after `seconds` under the score's tempo map (120 bpm when it has none)."""
+    tempos = sorted((int(t.time), float(t.mspq)) for t in score.tempos) or [(0, 500000.0)]
+    if tempos[0][0] > 0:
+        tempos.insert(0, (0, 500000.0))
+    elapsed, tpq = 0.0, score.tpq
+    for (t0, mspq), nxt in zip(tempos, [*tempos[1:], None], strict=True):
+        span = None if nxt is None else (nxt[0] - t0) * mspq / 1e6 / tpq
+        if span is None or elapsed + span >= seconds:
+            return t0 + int(np.ceil((seconds - elapsed) * 1e6 * tpq / mspq - 1e-9))
+        elapsed += span
+    raise AssertionError("unreachable")
 
 
 def _soundfont_id(cfg: BatchConfig) -> str:

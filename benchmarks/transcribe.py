@@ -1,0 +1,183 @@
+"""Transcription note F1 on held-out renders: basic-pitch (ONNX) on FluidSynth renders of test-split pieces.
+
+Groups (30 s excerpts from the start of each piece, 22.05 kHz, GM SoundFont, -16 LUFS):
+  piano-mono     monophonic test pieces (folk tunes), decoded from the token shards, played on piano (program 0)
+  piano-poly     polyphonic test pieces (Bach chorales, Palestrina, ...), decoded from the shards, on piano
+  woodwinds      the same polyphonic pieces re-read from the music21 corpus so each voice is its own track, voices
+                 (top to bottom) on flute, oboe, clarinet, bassoon, then horn, cello for 5-6 voices
+  strings        the same, on violin, violin, viola, cello, contrabass, cello
+  choir          the same, as the corpus has them: every voice Choir Aahs (52)
+Pieces are drawn at random (seed 0) from the test split (its SHA-1 split never met training). The reference is the
+exact MIDI that was rendered (acemusic.audio.batch writes it beside the WAV). Scores: mir_eval note precision /
+recall / F1 with a 50 ms onset tolerance, pitch within 50 cents; "with offsets" adds the offset criterion (20% of
+the note or 50 ms). Reported per group: the mean over clips, and the micro average (all notes pooled).
+
+    .venv/bin/python benchmarks/transcribe.py --data data/m21 --per-group 20      # ~5-10 min on 2 shared cores
+
+Writes benchmarks/results/transcribe.json (renders are cached in --work, default /tmp/acemusic-bench-transcribe).
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
+import os
+import sys
+
+# benchmarks/tokenize.py would shadow the stdlib `tokenize` module for a script run from this folder.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+
+import argparse
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+WOODWINDS = (73, 68, 71, 70, 60, 42)
+STRINGS = (40, 40, 41, 42, 43, 42)
+CHOIR = 52
+
+
+def voiced_parts(meta: dict, programs: tuple[int, ...] | int):
+    """The piece re-read from the music21 corpus, one track per part (top voice first), re-voiced."""
+    from music21 import corpus
+
+    from acemusic.data.m21 import fast_parsing, stream_to_score
+
+    with fast_parsing():
+        s = corpus.parse(meta["path"])
+    score = stream_to_score(s, meta.get("style", "other"))
+    tracks = [t for t in score.tracks if not t.is_drum and t.note_num()]
+    # Top voice first: by mean pitch, so soprano gets the first program whatever the part order.
+    tracks.sort(key=lambda t: -float(np.mean(t.notes.numpy()["pitch"])))
+    for i, tr in enumerate(tracks):
+        tr.program = programs if isinstance(programs, int) else programs[min(i, len(programs) - 1)]
+    return score
+
+
+def score_group(rows: list[dict], out: Path, threads: int) -> dict:
+    from symusic import Score
+
+    from acemusic.audio.transcribe import note_f1, transcribe
+
+    clips = []
+    t0 = time.perf_counter()
+    for r in rows:
+        if r["status"] == "failed":
+            continue
+        t = time.perf_counter()
+        res = transcribe(out / r["wav"], threads=threads)
+        dt = time.perf_counter() - t
+        f = note_f1(Score(str(out / r["mid"])), res.score)
+        clips.append({"key": r["key"], "seconds": r["seconds"], "transcribe_s": round(dt, 2), **f})
+    wall = time.perf_counter() - t0
+
+    def micro(suffix: str) -> dict:
+        n_ref = sum(c["n_ref"] for c in clips)
+        n_est = sum(c["n_est"] for c in clips)
+        tp = sum(c["precision" + suffix] * c["n_est"] for c in clips)
+        p, r = tp / max(n_est, 1), tp / max(n_ref, 1)
+        return {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12)}
+
+    return {
+        "clips": len(clips), "audio_seconds": round(sum(c["seconds"] for c in clips), 1),
+        "ref_notes": sum(c["n_ref"] for c in clips),
+        "mean_f1": float(np.mean([c["f1"] for c in clips])),
+        "mean_f1_offset": float(np.mean([c["f1_offset"] for c in clips])),
+        "mean_precision": float(np.mean([c["precision"] for c in clips])),
+        "mean_recall": float(np.mean([c["recall"] for c in clips])),
+        "micro": micro(""), "micro_offset": micro("_offset"),
+        "transcribe_seconds": round(wall, 1),
+        "realtime_factor": round(sum(c["seconds"] for c in clips) / max(wall, 1e-9), 1),
+        "per_clip": clips,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/m21")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--per-group", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--workers", type=int, default=2, help="FluidSynth processes")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="/tmp/acemusic-bench-transcribe")
+    ap.add_argument("--out", default="benchmarks/results/transcribe.json")
+    args = ap.parse_args()
+
+    from acemusic.audio.batch import BatchConfig, render_batch
+    from acemusic.data.shards import TokenDataset
+    from acemusic.tokenizer import Tokenizer
+
+    ds = TokenDataset(args.data, args.split)
+    tok = Tokenizer(ds.vocab.config)
+    metas = ds.metas()
+    rng = np.random.default_rng(args.seed)
+    mono = [i for i, m in enumerate(metas) if m["polyphony"] == "monophonic"]
+    poly = [i for i, m in enumerate(metas) if m["polyphony"] != "monophonic"]
+    pick_mono = sorted(rng.choice(mono, size=min(args.per_group, len(mono)), replace=False).tolist())
+    pick_poly = sorted(rng.choice(poly, size=min(args.per_group, len(poly)), replace=False).tolist())
+    work = Path(args.work)
+    t_start = time.perf_counter()
+
+    def decoded(idx: list[int]) -> list[tuple[str, object]]:
+        return [(metas[i]["id"], tok.decode(ds.piece(i))) for i in idx]
+
+    def reparsed(idx: list[int], programs) -> list[tuple[str, object]]:
+        out = []
+        for i in idx:
+            try:
+                out.append((metas[i]["id"], voiced_parts(metas[i], programs)))
+            except Exception as e:  # a corpus file music21 cannot re-read: report, do not stop
+                print(f"skip {metas[i]['id']}: {type(e).__name__}: {e}")
+        return out
+
+    groups = {
+        "piano-mono": (decoded(pick_mono), 0),
+        "piano-poly": (decoded(pick_poly), 0),
+        "woodwinds": (reparsed(pick_poly, WOODWINDS), None),
+        "strings": (reparsed(pick_poly, STRINGS), None),
+        "choir": (reparsed(pick_poly, CHOIR), None),
+    }
+    results = {}
+    for name, (items, program) in groups.items():
+        cfg = BatchConfig(sr=22050, seconds=args.seconds, program=program)
+        t = time.perf_counter()
+        batch = render_batch(items, work / name, cfg, workers=args.workers, progress=False)
+        render_s = time.perf_counter() - t
+        res = score_group(batch.rows, work / name, args.threads)
+        res.update(render_seconds=round(render_s, 1), rendered=batch.rendered, cached=batch.cached,
+                   failed=batch.failed)
+        results[name] = res
+        print(f"{name:11s} clips {res['clips']:3d}  F1 {res['mean_f1']:.3f}  F1+offsets {res['mean_f1_offset']:.3f}"
+              f"  micro F1 {res['micro']['f1']:.3f}  ({res['transcribe_seconds']} s, "
+              f"{res['realtime_factor']}x real time)", flush=True)
+
+    report = {
+        "command": "python benchmarks/transcribe.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("work", "out")),
+        "model": "basic-pitch ICASSP 2022 (nmp.onnx) on onnxruntime; default thresholds (onset 0.5, frame 0.3, "
+                 "min note 127.7 ms)",
+        "metric": "mir_eval.transcription.precision_recall_f1_overlap, onset tolerance 50 ms, pitch 50 cents; "
+                  "offset variant: offset_ratio 0.2 (min 50 ms)",
+        "data": f"{args.data} split {args.split}: {len(pick_mono)} monophonic + {len(pick_poly)} polyphonic pieces "
+                f"(seed {args.seed}), first {args.seconds:.0f} s of each",
+        "pieces_mono": [metas[i]["id"] for i in pick_mono], "pieces_poly": [metas[i]["id"] for i in pick_poly],
+        "programs": {"woodwinds": WOODWINDS, "strings": STRINGS, "choir": CHOIR, "piano": 0},
+        "groups": results,
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "loadavg": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+        "versions": {p: version(p) for p in ("basic-pitch", "onnxruntime", "mir_eval", "librosa")},
+        "python": platform.python_version(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out} ({report['wall_seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
