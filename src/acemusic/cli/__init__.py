@@ -17,6 +17,8 @@ from acemusic.cli import infill as _infill  # noqa: F401  isort: skip
 from acemusic.cli import data as _data  # noqa: F401  isort: skip
 from acemusic.cli import eval as _eval  # noqa: F401  isort: skip
 from acemusic.cli import eval_adherence as _eval_adherence  # noqa: F401  isort: skip
+from acemusic.cli import eval_lstm as _eval_lstm  # noqa: F401  isort: skip
+from acemusic.cli import eval_report as _eval_report  # noqa: F401  isort: skip
 from acemusic.cli import fad as _fad  # noqa: F401  isort: skip
 from acemusic.cli import render as _render  # noqa: F401  isort: skip
 from acemusic.cli import train as _train  # noqa: F401  isort: skip
