@@ -142,26 +142,32 @@ class ClassicEmbedder:
 
 
 class AlignEmbedder:
-    """The audio encoder of the shared symbolic-audio embedding (acemusic.audio.align)."""
+    """The audio encoder of the shared symbolic-audio embedding (acemusic.audio.align): one unit-norm vector per
+    `segment_seconds` window of each clip (non-overlapping; silent windows dropped; a clip shorter than one window
+    is one segment). The encoder was trained on excerpts of a few bars (up to 12 s), hence 6 s windows."""
 
     name = "align"
+    segment_seconds = 6.0
 
     def __init__(self, checkpoint: str | Path | None = None) -> None:
         try:
             from acemusic.audio import align
         except ImportError as e:
             raise InputError("--embedder align", f"the shared audio embedding is not available ({e})") from None
-        loader = getattr(align, "load_audio_encoder", None)
-        if loader is None:
-            raise InputError("--embedder align", "acemusic.audio.align has no load_audio_encoder()")
-        self.encoder = loader(checkpoint) if checkpoint is not None else loader()
-        self.sr = int(getattr(self.encoder, "sr", 16000))
+        self._align = align
+        self.model, _ = align.load_align(checkpoint)  # InputError when no checkpoint is installed
+        self.sr = int(self.model.cfg.sr)
 
     def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
         from acemusic.audio.io import resample
 
         y = resample(np.asarray(audio, np.float32), sr, self.sr)
-        return np.asarray(self.encoder.embed_segments(y), np.float64)
+        seg = int(self.segment_seconds * self.sr)
+        windows = [y[i:i + seg] for i in range(0, max(len(y) - seg // 2, 1), seg)]  # a short last bit joins none
+        windows = [w for w in windows if np.abs(w).max(initial=0.0) >= SEGMENT_SILENCE]
+        if not windows:
+            return np.zeros((0, int(self.model.cfg.d_embed)))
+        return np.asarray(self._align.embed_audio(windows, sr=self.sr, model=self.model), np.float64)
 
 
 EMBEDDERS: dict[str, Callable[[], Embedder]] = {"classic": ClassicEmbedder, "align": AlignEmbedder}

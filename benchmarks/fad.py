@@ -1,0 +1,168 @@
+"""FAD of generated music against held-out real music: the shipped model vs a random-weights baseline.
+
+Sets (all rendered by FluidSynth + the GM SoundFont at 22.05 kHz, -16 LUFS, through acemusic.audio.batch):
+  reference  N test-split pieces (seed 0), as the corpus has them (piano / violin / choir), first 30 s
+  real-2     N other test-split pieces, same rendering: the real-vs-real floor (finite-sample bias + variety)
+  model      the shipped checkpoint (acemusic.load(), int8 decoding): one 8-bar piece per reference piece, prompted
+             with that piece's first caption (it names key, mode, instruments, meter; e.g. "A bright Scottish march
+             for violin in 2/4, D major"), seed i, guidance 1.5 (the defaults)
+  random     the same architecture with random weights (torch seed 0), the same prompts, seeds, grammar and
+             constraints: what the decoding constraints alone produce
+FAD of each set against the reference, per embedder (`classic` always; `align` when acemusic.audio.align exists).
+Compare the rows with each other, not with FADs from elsewhere: FAD depends on the embedder and the set sizes.
+
+    .venv/bin/python benchmarks/fad.py --data data/m21 --n 40        # ~15-25 min on 2 shared cores
+
+Writes benchmarks/results/fad.json; renders and generated MIDI are cached under --work.
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
+import os
+import sys
+
+# benchmarks/tokenize.py would shadow the stdlib `tokenize` module for a script run from this folder.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def generate(bundle, prompts: list[str], bars: int, out: Path, label: str) -> list[tuple[str, Path]]:
+    """One piece per prompt (seed = index), cached as MIDI under out/label/."""
+    d = out / label
+    d.mkdir(parents=True, exist_ok=True)
+    items = []
+    t0 = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        path = d / f"{i:03d}.mid"
+        if not path.is_file():
+            score = bundle.compose(prompt, bars=bars, seed=i)
+            bundle.save_midi(score, path)
+        items.append((f"{label}/{i:03d}", path))
+        if (i + 1) % 10 == 0:
+            print(f"  {label}: {i + 1}/{len(prompts)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return items
+
+
+def random_bundle():
+    import torch
+
+    from acemusic.api import Bundle
+    from acemusic.model import ModelConfig, MusicTransformer
+    from acemusic.text import TextEmbedder
+    from acemusic.tokenizer import Tokenizer
+
+    tok = Tokenizer()
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig.preset("small", vocab_size=len(tok.vocab))).eval()
+    return Bundle(model, tok, TextEmbedder(), quantize="int8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/m21")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--bars", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--embedders", default="classic,align")
+    ap.add_argument("--work", default="/tmp/acemusic-bench-fad")
+    ap.add_argument("--out", default="benchmarks/results/fad.json")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    import acemusic
+    from acemusic.audio.batch import BatchConfig, render_batch
+    from acemusic.data.shards import TokenDataset
+    from acemusic.errors import InputError
+    from acemusic.eval.fad import embed_files, fad_from_embeddings, get_embedder
+    from acemusic.tokenizer import Tokenizer
+
+    t_start = time.perf_counter()
+    work = Path(args.work)
+    ds = TokenDataset(args.data, "test")
+    tok = Tokenizer(ds.vocab.config)
+    metas = ds.metas()
+    order = np.random.default_rng(args.seed).permutation(len(metas))
+    ref_idx, real2_idx = sorted(order[: args.n].tolist()), sorted(order[args.n: 2 * args.n].tolist())
+    prompts = [metas[i]["captions"][0] for i in ref_idx]
+
+    cfg_real = BatchConfig(sr=22050, seconds=args.seconds)
+    cfg_gen = BatchConfig(sr=22050)  # generated pieces are 8 bars: rendered whole
+    sets: dict[str, list[Path]] = {}
+    timings: dict[str, float] = {}
+    for name, idx in (("reference", ref_idx), ("real-2", real2_idx)):
+        t = time.perf_counter()
+        res = render_batch([(metas[i]["id"], tok.decode(ds.piece(i))) for i in idx], work / "audio" / name,
+                           cfg_real, workers=args.workers, progress=False)
+        sets[name] = [work / "audio" / name / r["wav"] for r in res.ok()]
+        timings[f"render_{name}"] = round(time.perf_counter() - t, 1)
+        print(f"{name}: {len(sets[name])} renders", flush=True)
+
+    for name, make in (("model", lambda: acemusic.load()), ("random", random_bundle)):
+        t = time.perf_counter()
+        items = generate(make(), prompts, args.bars, work / "midi", name)
+        timings[f"generate_{name}"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        res = render_batch(items, work / "audio" / name, cfg_gen, workers=args.workers, progress=False)
+        sets[name] = [work / "audio" / name / r["wav"] for r in res.ok()]
+        timings[f"render_{name}"] = round(time.perf_counter() - t, 1)
+        print(f"{name}: {len(sets[name])} renders ({timings[f'generate_{name}']} s generating)", flush=True)
+
+    results: dict[str, dict] = {}
+    for emb_name in args.embedders.split(","):
+        try:
+            emb = get_embedder(emb_name)
+        except InputError as e:
+            results[emb_name] = {"error": str(e)}
+            print(f"{emb_name}: {e}")
+            continue
+        t = time.perf_counter()
+        embs = {}
+        for name, files in sets.items():
+            x, used, skipped = embed_files(files, emb)
+            embs[name] = x
+            results.setdefault(emb_name, {})[f"segments_{name}"] = len(x)
+            results[emb_name][f"files_{name}"] = used
+            if skipped:
+                results[emb_name][f"skipped_{name}"] = skipped
+        for name in ("real-2", "model", "random"):
+            results[emb_name][f"fad_{name}_vs_reference"] = round(fad_from_embeddings(embs[name], embs["reference"]),
+                                                                  4)
+        results[emb_name]["dim"] = int(embs["reference"].shape[1])
+        results[emb_name]["embed_seconds"] = round(time.perf_counter() - t, 1)
+        print(emb_name, {k: v for k, v in results[emb_name].items() if k.startswith("fad")}, flush=True)
+
+    report = {
+        "command": f"python benchmarks/fad.py --data {args.data} --n {args.n} --bars {args.bars} "
+                   f"--seconds {args.seconds:g} --seed {args.seed} --embedders {args.embedders}",
+        "sets": {name: len(files) for name, files in sets.items()},
+        "reference_pieces": [metas[i]["id"] for i in ref_idx],
+        "real2_pieces": [metas[i]["id"] for i in real2_idx],
+        "prompts": prompts,
+        "generation": {"bars": args.bars, "cfg": 1.5, "top_p": 0.95, "temperature": 1.0, "decoding": "int8",
+                       "seeds": f"0..{len(prompts) - 1}"},
+        "results": results,
+        "timings": timings,
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "loadavg": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out} ({report['wall_seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
