@@ -117,6 +117,38 @@ class Bundle:
         return infill_spans(self.ctx, piece, spans, spec, SamplingConfig(temperature=temperature, top_p=top_p,
                                                                          cfg=cfg), seed, on_step, key_strength)
 
+    def interpolate(self, a: str | Path | symusic.Score, b: str | Path | symusic.Score, bars: int = 8,
+                    bridge_only: bool = False, prompt: str | None = None, temperature: float = 1.0,
+                    top_p: float = 0.95, cfg: float = 1.5, seed: int = 0,
+                    on_step: Callable[[Step], None] | None = None) -> symusic.Score:
+        """A `bars`-bar passage that leaves A and arrives at B (filled from both sides): A + bridge + B, or the
+        bridge alone. 12 ticks per quarter."""
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.base import run_task
+        from acemusic.generate.tasks.interpolate import bridge_task
+        from acemusic.generate.tasks.io import load_piece, task_spec
+
+        check_sampling(temperature, top_p, cfg)
+        spec = task_spec(prompt)
+        pa, pb = load_piece(self.tokenizer, a), load_piece(self.tokenizer, b)
+        task = bridge_task(self.tokenizer, pa, pb, bars, bridge_only=bridge_only, spec=spec, key_strength=0.0)
+        return run_task(task, self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed=seed,
+                        on_step=on_step)
+
+    def morph(self, a: str | Path | symusic.Score, b: str | Path | symusic.Score, bars: int = 4, steps: int = 5,
+              temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
+              on_step: Callable[[Step], None] | None = None) -> list[symusic.Score]:
+        """`steps` passages of `bars` bars morphing A into B: A's opening, mixtures of the model's predictions
+        given A and given B with weight k/(steps-1) on B, B's opening (`generate.tasks.interpolate.morph`)."""
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.interpolate import morph
+        from acemusic.generate.tasks.io import load_piece
+
+        check_sampling(temperature, top_p, 1.0)
+        pa, pb = load_piece(self.tokenizer, a), load_piece(self.tokenizer, b)
+        return morph(self.ctx, pa, pb, bars=bars, steps=steps,
+                     sampling=SamplingConfig(temperature=temperature, top_p=top_p), seed=seed, on_step=on_step)
+
     @staticmethod
     def save_midi(score: symusic.Score, path: str | Path) -> Path:
         """Write a Score as a standard MIDI file (parent folders created)."""
