@@ -185,5 +185,6 @@ def train_align(cfg: AlignTrainConfig, log=print) -> AlignModel:
             if over:
                 log(f"time limit reached at step {step + 1}")
                 break
-    save_align(model.eval(), out / "final", {"train": cfg.to_dict()})
+    save_align(model.eval(), out / "final", {"train": cfg.to_dict(), "steps_done": step + 1,
+                                             "train_pairs": len(train)})
     return model

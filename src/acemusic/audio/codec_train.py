@@ -35,7 +35,7 @@ class CodecTrainConfig:
     batch: int = 16
     seconds: float = 2.0
     lr: float = 1e-3
-    warmup: int = 200
+    warmup: int = 50
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     w_mel: float = 1.0
@@ -43,7 +43,7 @@ class CodecTrainConfig:
     w_commit: float = 1.0
     grad_clip: float = 1.0
     log_every: int = 50
-    ckpt_every: int = 250
+    ckpt_every: int = 50
     max_minutes: float | None = None  # stop (and save) after this much wall time
     seed: int = 0
     threads: int = 1
@@ -85,10 +85,16 @@ class CropSampler:
         return torch.from_numpy(np.clip(out * gain, -1.0, 1.0).astype(np.float32))
 
 
-def lr_at(step: int, cfg: CodecTrainConfig) -> float:
+def lr_at(step: int, cfg: CodecTrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warmup, then a cosine over whichever budget runs out first: `steps`, or `max_minutes` of wall time.
+    On a shared CPU the step rate is unknown in advance; the time-based progress still anneals the rate before
+    the run is cut off (at the price of exact reproducibility when the time limit is what binds)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes:
+        t = max(t, elapsed_s / (cfg.max_minutes * 60))
+    t = min(1.0, t)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -104,10 +110,10 @@ def codec_loss(codec: Codec, wave: torch.Tensor, cfg: CodecTrainConfig, n_levels
 
 
 def _save_state(path: Path, codec: Codec, opt: torch.optim.Optimizer, step: int, rng: np.random.Generator,
-                cfg: CodecTrainConfig) -> None:
+                cfg: CodecTrainConfig, elapsed_s: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": codec.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}, tmp)
+                "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(), "elapsed_s": elapsed_s}, tmp)
     tmp.replace(path)
 
 
@@ -121,7 +127,7 @@ def train_codec(cfg: CodecTrainConfig, resume: bool = False, log=print) -> Path:
     rng = np.random.default_rng(cfg.seed)
     codec = Codec(cfg.codec)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
-    step = 0
+    step, elapsed0 = 0, 0.0
     if resume and state_path.is_file():
         st = torch.load(state_path, weights_only=False)
         codec.load_state_dict(st["model"])
@@ -129,6 +135,7 @@ def train_codec(cfg: CodecTrainConfig, resume: bool = False, log=print) -> Path:
         step = int(st["step"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
+        elapsed0 = float(st.get("elapsed_s", 0.0))
         log(f"resumed at step {step}")
     elif not resume:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -141,8 +148,10 @@ def train_codec(cfg: CodecTrainConfig, resume: bool = False, log=print) -> Path:
     codec.rvq.reset_usage()
     with (out / "log.jsonl").open("a", encoding="utf-8") as logf:
         while step < cfg.steps:
+            elapsed = elapsed0 + time.time() - t0  # wall time over all sessions of this run
+            lr = lr_at(step, cfg, elapsed)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = lr
             wave = sampler.batch(rng, cfg.batch, length)
             loss, terms = codec_loss(codec, wave, cfg)
             opt.zero_grad(set_to_none=True)
@@ -153,7 +162,7 @@ def train_codec(cfg: CodecTrainConfig, resume: bool = False, log=print) -> Path:
             window.append(terms)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 usage = codec.rvq.usage_report()
-                rec = {"step": step, "lr": lr_at(step - 1, cfg), "elapsed_s": round(time.time() - t0, 1)}
+                rec = {"step": step, "lr": lr, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
                 for k in ("loss", "mel", "wave", "commit"):
                     rec[k] = round(float(np.mean([w[k] for w in window])), 5)
                 rec["codes_used"] = [u["used"] for u in usage]
@@ -164,9 +173,10 @@ def train_codec(cfg: CodecTrainConfig, resume: bool = False, log=print) -> Path:
                     f"commit {rec['commit']:.4f} used {min(rec['codes_used'])}-{max(rec['codes_used'])}")
                 window = []
                 codec.rvq.reset_usage()
-            over = cfg.max_minutes is not None and time.time() - t0 > cfg.max_minutes * 60
+            elapsed = elapsed0 + time.time() - t0
+            over = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
             if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
-                _save_state(state_path, codec, opt, step, rng, cfg)
+                _save_state(state_path, codec, opt, step, rng, cfg, elapsed)
             if over:
                 log(f"time limit reached at step {step}")
                 break

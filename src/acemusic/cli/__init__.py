@@ -11,6 +11,7 @@ from acemusic.cli.app import app
 from acemusic.errors import AcemusicError
 
 # Importing registers the commands.
+from acemusic.cli import align as _align  # noqa: F401  isort: skip
 from acemusic.cli import codec as _codec  # noqa: F401  isort: skip
 from acemusic.cli import compose as _compose  # noqa: F401  isort: skip
 from acemusic.cli import continue_ as _continue  # noqa: F401  isort: skip

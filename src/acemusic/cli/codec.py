@@ -125,15 +125,18 @@ def excerpts_cmd(
     n: Annotated[int, typer.Option("-n", help="Number of excerpts (one per piece).")] = 800,
     bars: Annotated[int, typer.Option("--bars", help="Bars per excerpt.")] = 4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    exclude_from: Annotated[list[Path] | None, typer.Option("--exclude-from",
+                                                            help="Skip pieces used in this excerpt dir.")] = None,
 ) -> None:
     """Render paired excerpts (tokens + 16 kHz audio, instruments re-drawn) of a dataset split."""
-    from acemusic.audio.excerpts import make_excerpts
+    from acemusic.audio.excerpts import make_excerpts, read_index
     from acemusic.data.shards import TokenDataset
 
     try:
         if n < 1 or bars < 1:
             raise AcemusicError("-n and --bars must be at least 1")
-        count = make_excerpts(TokenDataset(data, split), out, n=n, bars=bars, seed=seed)
+        exclude = [r["piece"] for d in exclude_from or [] for r in read_index(d)]
+        count = make_excerpts(TokenDataset(data, split), out, n=n, bars=bars, seed=seed, exclude=exclude)
     except AcemusicError as e:
         fail(str(e))
     typer.echo(f"{out}: {count} excerpts")
