@@ -29,7 +29,7 @@ def lstm_cmd(
     layers: Annotated[int, typer.Option("--layers", min=1, max=6, help="LSTM layers.")] = 2,
     seq_len: Annotated[int, typer.Option("--seq-len", min=8, help="Truncated-BPTT window.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 3e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed for init and window sampling.")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0 = torch default).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model in --out.")] = False,

@@ -48,7 +48,7 @@ class LSTMConfig:
 class LSTMTrainConfig:
     seq_len: int = 256  # truncated BPTT window
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 50
     minutes: float = 25.0  # wall-time budget
@@ -68,7 +68,9 @@ class LSTMLM(nn.Module):
         self.lstm = nn.LSTM(cfg.d_model, cfg.d_model, cfg.n_layers, batch_first=True,
                             dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        nn.init.normal_(self.emb.weight, std=0.05)
+        # Keep nn.Embedding's N(0, 1) init: with a small init (std 0.05 was tried) the LSTM input and the tied
+        # logits are tiny and training sat at the unigram loss (3.8 nats) for 150+ steps; with N(0, 1) the same
+        # run reached 1.5 nats in 120 steps.
 
     def forward(self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         """ids (B, T) -> logits (B, T, V), new (h, c) each (n_layers, B, d)."""
