@@ -149,6 +149,21 @@ class Bundle:
         return morph(self.ctx, pa, pb, bars=bars, steps=steps,
                      sampling=SamplingConfig(temperature=temperature, top_p=top_p), seed=seed, on_step=on_step)
 
+    def vary(self, source: str | Path | symusic.Score, n: int = 4, strength: float = 0.5, keep_bars: int = 1,
+             temperature: float = 1.0, top_p: float = 0.95, cfg: float = 1.5, seed: int = 0,
+             on_step: Callable[[Step], None] | None = None) -> list[symusic.Score]:
+        """`n` variations: the first `keep_bars` bars kept, a share `strength` of the other bars regenerated from
+        both sides (different bars and seeds per variation); see `generate.tasks.vary`."""
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.io import load_piece
+        from acemusic.generate.tasks.vary import vary
+
+        check_sampling(temperature, top_p, cfg)
+        piece = load_piece(self.tokenizer, source)
+        sampling = SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg)
+        return [s for s, _ in vary(self.ctx, piece, n=n, strength=strength, keep_bars=keep_bars, seed=seed,
+                                   sampling=sampling, on_step=on_step)]
+
     @staticmethod
     def save_midi(score: symusic.Score, path: str | Path) -> Path:
         """Write a Score as a standard MIDI file (parent folders created)."""

@@ -17,6 +17,7 @@ from acemusic.cli import compose as _compose  # noqa: F401  isort: skip
 from acemusic.cli import continue_ as _continue  # noqa: F401  isort: skip
 from acemusic.cli import infill as _infill  # noqa: F401  isort: skip
 from acemusic.cli import interpolate as _interpolate  # noqa: F401  isort: skip
+from acemusic.cli import vary as _vary  # noqa: F401  isort: skip
 from acemusic.cli import data as _data  # noqa: F401  isort: skip
 from acemusic.cli import eval as _eval  # noqa: F401  isort: skip
 from acemusic.cli import eval_adherence as _eval_adherence  # noqa: F401  isort: skip
