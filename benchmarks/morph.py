@@ -1,0 +1,141 @@
+"""Morph A -> B on held-out pieces: do the pitch-class and rhythm statistics move from A to B step by step?
+
+Pairs of test-split pieces (at least `--bars` + 2 bars each, spread evenly over the split, piece i paired with
+piece i + n/2, so pairs mix collections, keys and meters). For each pair, `morph(A, B, bars, steps)` gives A's
+opening, steps-2 mixtures with weight k/(steps-1) on B, and B's opening; `morph_stats` scores every step:
+pitch-class / rhythm histogram overlap with A and with B, and progress = dA / (dA + dB) (0 = A, 1 = B).
+A control on the same pairs: every intermediate step sampled with w = 0.5 (no schedule), which tells how much of
+the movement comes from the weight schedule rather than from the endpoints.
+
+    nohup nice -n 10 .venv/bin/python benchmarks/morph.py --data data/m21 --pairs 20 \\
+        --out benchmarks/results/morph.json > /tmp/morph.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]  # benchmarks/tokenize.py shadows stdlib
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    r = spearmanr(x, y).statistic
+    return float(r) if np.isfinite(r) else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
+    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--bars", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-control", action="store_true", help="skip the constant-weight control")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morph.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from acemusic.api import load
+    from acemusic.data.shards import TokenDataset
+    from acemusic.generate.tasks import interpolate as interp
+    from acemusic.generate.tasks.io import load_piece
+    from acemusic.tokenizer import Conditions
+
+    t_start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+    bundle = load(args.checkpoint, text=False)
+    tok = bundle.tokenizer
+    bundle.engine.decode_threads = args.threads
+    ds = TokenDataset(args.data, args.split)
+    ok = [i for i in range(len(ds)) if int(ds.meta(i).get("n_bars") or 0) >= args.bars + 2]
+    pick = np.unique(np.linspace(0, len(ok) - 1, 2 * args.pairs).round().astype(int))
+    chosen = [ok[j] for j in pick]
+    half = len(chosen) // 2
+    pairs = list(zip(chosen[:half], chosen[half:2 * half], strict=True))
+
+    def piece(i: int):
+        meta = ds.meta(i)
+        body = np.asarray(ds.piece(i), np.int64)
+        insts = tuple(sorted({int(p) for p in meta.get("instruments") or []})) or (0,)
+        score = tok.decode(np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), body, [tok.vocab.eos]]))
+        return load_piece(tok, score, name=meta.get("id"))
+
+    rows = []
+    for k, (ia, ib) in enumerate(pairs):
+        a, b = piece(ia), piece(ib)
+        t0 = time.time()
+        steps = interp.morph(bundle.ctx, a, b, bars=args.bars, steps=args.steps, seed=args.seed)
+        row = {"a": a.name, "b": b.name, "stats": interp.morph_stats(steps), "seconds": time.time() - t0}
+        if not args.no_control:  # same pair, every intermediate step at w = 0.5
+            ctl = [steps[0]]
+            for j in range(1, args.steps - 1):
+                ctl.append(interp.morph(bundle.ctx, a, b, bars=args.bars, steps=3, seed=args.seed + j)[1])
+            ctl.append(steps[-1])
+            row["control_stats"] = interp.morph_stats(ctl)
+        rows.append(row)
+        print(f"pair {k + 1}/{len(pairs)} {a.name} -> {b.name}: progress "
+              f"{[round(s['progress'], 2) for s in row['stats']]} ({row['seconds']:.0f}s)", flush=True)
+
+    mid = range(1, args.steps - 1)
+
+    def per_step(key: str, which: str = "stats") -> list[float]:
+        return [float(np.mean([r[which][s][key] for r in rows])) for s in range(args.steps)]
+
+    def rho(which: str) -> float:
+        vals = [spearman(np.array(list(mid), float), np.array([r[which][s]["progress"] for s in mid]))
+                for r in rows]
+        return float(np.mean(vals))
+
+    def monotone(which: str) -> float:
+        return float(np.mean([all(r[which][s]["progress"] <= r[which][s + 1]["progress"] for s in range(
+            args.steps - 1)) for r in rows]))
+
+    summary = {
+        "pairs": len(rows), "bars": args.bars, "steps": args.steps,
+        "progress_per_step": per_step("progress"),
+        "pitch_class_overlap_a_per_step": per_step("pitch_class_overlap_a"),
+        "pitch_class_overlap_b_per_step": per_step("pitch_class_overlap_b"),
+        "rhythm_overlap_a_per_step": per_step("rhythm_overlap_a"),
+        "rhythm_overlap_b_per_step": per_step("rhythm_overlap_b"),
+        "spearman_step_vs_progress_mean": rho("stats"),
+        "monotone_pairs": monotone("stats"),
+    }
+    if not args.no_control:
+        summary["control_w05"] = {"progress_per_step": per_step("progress", "control_stats"),
+                                  "spearman_step_vs_progress_mean": rho("control_stats"),
+                                  "monotone_pairs": monotone("control_stats")}
+    result = {
+        "command": "python benchmarks/morph.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if not isinstance(v, bool)),
+        "summary": summary, "rows": rows,
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
+                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
+                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Variations on held-out pieces: is the motif kept (motif similarity) while the variations differ from each other?
+
+For `--pieces` test-split pieces (at least 6 bars, spread evenly over the split), `vary(n, strength)` writes
+n variations (opening bar kept, a share `strength` of the other bars regenerated from both sides). Measured per
+piece (generate/tasks/vary.py): motif similarity of each variation to the input (share of the input's 4-note
+top-voice motifs, transposition-invariant, that occur in the variation), difference from the input and between
+every pair of variations (1 - Jaccard of (onset, pitch, program) note sets). References on the same pieces:
+the motif similarity of an unrelated piece (the next chosen piece) to the input, i.e. what "not recognisable"
+scores, and of a variation regenerating every bar but the first (strength 1).
+
+    nohup nice -n 10 .venv/bin/python benchmarks/vary.py --data data/m21 --pieces 30 \\
+        --out benchmarks/results/vary.json > /tmp/vary.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]  # benchmarks/tokenize.py shadows stdlib
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
+    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--pieces", type=int, default=30)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--strength", type=float, default=0.5)
+    ap.add_argument("--max-bars", type=int, default=16, help="vary the first N bars of longer pieces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vary.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from acemusic.api import load
+    from acemusic.data.shards import TokenDataset
+    from acemusic.generate.sampling import SamplingConfig
+    from acemusic.generate.tasks.io import load_piece
+    from acemusic.generate.tasks.vary import motif_similarity, variation_stats, vary
+    from acemusic.tokenizer import Conditions
+
+    t_start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+    bundle = load(args.checkpoint, text=False)
+    bundle.engine.decode_threads = args.threads
+    tok = bundle.tokenizer
+    ds = TokenDataset(args.data, args.split)
+    ok = [i for i in range(len(ds)) if int(ds.meta(i).get("n_bars") or 0) >= 6]
+    chosen = [ok[j] for j in np.unique(np.linspace(0, len(ok) - 1, args.pieces).round().astype(int))]
+    sampling = SamplingConfig(temperature=1.0, top_p=0.95, cfg=1.5)  # the Bundle defaults
+
+    def piece(i: int):
+        meta = ds.meta(i)
+        body = np.asarray(ds.piece(i), np.int64)
+        nb = len(tok.bar_starts(body))
+        body = tok.slice_bars(body, 0, min(nb, args.max_bars))
+        insts = tuple(sorted({int(p) for p in meta.get("instruments") or []})) or (0,)
+        score = tok.decode(np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), body, [tok.vocab.eos]]))
+        return load_piece(tok, score, name=meta.get("id"))
+
+    pieces = [piece(i) for i in chosen]
+    rows = []
+    for k, p in enumerate(pieces):
+        t0 = time.time()
+        vs = [s for s, _ in vary(bundle.ctx, p, n=args.n, strength=args.strength, seed=args.seed,
+                                 sampling=sampling)]
+        st = variation_stats(p.score, vs)
+        full = vary(bundle.ctx, p, n=1, strength=1.0, seed=args.seed + 1, sampling=sampling)[0][0]
+        other = pieces[(k + 1) % len(pieces)]
+        row = {"id": p.name, "bars": p.n_bars, "seconds": time.time() - t0, **st,
+               "motif_similarity_strength1": motif_similarity(p.score, full),
+               "motif_similarity_unrelated": motif_similarity(p.score, other.score)}
+        rows.append(row)
+        print(f"{k + 1}/{len(pieces)} {p.name}: motif {np.mean(st['motif_similarity']):.2f} "
+              f"pairwise diff {st['mean_pairwise_difference']:.2f} ({row['seconds']:.0f}s)", flush=True)
+
+    def mean(key: str) -> float:
+        return float(np.mean([np.mean(r[key]) for r in rows]))
+
+    summary = {
+        "pieces": len(rows), "n": args.n, "strength": args.strength,
+        "motif_similarity": mean("motif_similarity"),
+        "motif_similarity_strength1": mean("motif_similarity_strength1"),
+        "motif_similarity_unrelated": mean("motif_similarity_unrelated"),
+        "difference_from_original": mean("difference_from_original"),
+        "pairwise_difference": mean("pairwise_difference"),
+        "min_pairwise_difference": float(min(min(r["pairwise_difference"]) for r in rows)),
+        "pieces_where_motif_beats_unrelated": float(np.mean([np.mean(r["motif_similarity"])
+                                                             > r["motif_similarity_unrelated"] for r in rows])),
+    }
+    result = {
+        "command": "python benchmarks/vary.py " + " ".join(f"--{k.replace('_', '-')} {v}"
+                                                           for k, v in vars(args).items()),
+        "sampling": vars(sampling), "summary": summary, "rows": rows,
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
+                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
+                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
