@@ -47,6 +47,7 @@ def seqs(tok) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def trained(tok, seqs):
+    torch.set_num_threads(1)  # module fixtures run before the function-scoped autouse one
     cfg = LSTMConfig(len(tok.vocab), d_model=32, n_layers=2, dropout=0.0)
     return train_lstm(seqs, cfg, LSTMTrainConfig(seq_len=48, batch_size=8, lr=1e-2, warmup=5, max_steps=60,
                                                  minutes=5, log_every=10))

@@ -34,6 +34,7 @@ def setup(tmp_path_factory) -> dict:
     from acemusic.eval.baselines.lstm import LSTMConfig, LSTMTrainConfig, save_lstm, train_lstm
     from acemusic.eval.nll import sequences_for_split
 
+    torch.set_num_threads(1)  # module fixtures run before the function-scoped autouse one
     root = tmp_path_factory.mktemp("report")
     data = tiny_data.build(root / "data")
     tok = Tokenizer()
