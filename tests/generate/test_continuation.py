@@ -79,6 +79,20 @@ def test_same_seed_same_output_and_key_in_prompt(bundle):
     assert req.controls.key == 6 and req.controls.lock_time_sig and req.controls.lock_tempo
 
 
+def test_a_single_line_stays_a_single_line(bundle):
+    tok = bundle.tokenizer
+    score = tok.load_score(FIXTURES / "bach_bwv66_6.mid")
+    score.tracks = score.tracks.filter(lambda t: t.name == score.tracks[0].name)  # the soprano alone
+    piece = load_piece(tok, score)
+    assert piece.max_chord == 1
+    out = bundle.continue_(score, bars=4, seed=0)
+    _, new, _ = _split(piece, out, tok)
+    assert len(new) and len(np.unique(new[:, 0])) == len(new)  # one note per onset, like the input
+    inf = bundle.infill(score, "3-6", seed=0)
+    t = note_table(inf)
+    assert len(np.unique(t[:, 0])) == len(t)
+
+
 def test_long_input_is_seen_through_its_last_bars(bundle):
     tok = bundle.tokenizer
     base = tok.load_score(FIXTURES / "bach_bwv66_6.mid")

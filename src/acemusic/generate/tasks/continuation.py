@@ -81,6 +81,14 @@ class ContinueTask(Task):
     def instruments(self) -> tuple[int, ...]:
         return tuple(self.spec.instruments) or self.piece.programs
 
+    @property
+    def chord_limit(self) -> int:
+        """Notes per onset: the piece's own texture (a fiddle tune stays one line) unless other instruments
+        are asked."""
+        if self.spec.instruments:
+            return self.max_notes_per_position
+        return min(self.max_notes_per_position, max(1, self.piece.max_chord))
+
     def _header_change(self, ctx: TaskContext) -> tuple[int | None, int | None]:
         """(TimeSig index, Tempo bin) to state in the first new bar, None where the piece's holds."""
         v, s = ctx.tok.vocab, self.spec
@@ -106,7 +114,7 @@ class ContinueTask(Task):
         uncond = np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), context]).astype(np.int64)
         controls = Controls(
             n_bars=k + self.bars, lock_time_sig=True, lock_tempo=True,
-            max_notes_per_position=self.max_notes_per_position, strict_pitch_order=True,
+            max_notes_per_position=self.chord_limit, strict_pitch_order=True,
             pitch_ranges=pitch_ranges(p, self.instruments), key=key, mode=mode,
             key_strength=self.key_strength if key is not None else 0.0,
         )

@@ -134,7 +134,8 @@ class InfillTask(Task):
         ts, tempo = self.piece.header(ctx.tok, self.a)
         return Controls(
             n_bars=self.b - self.a, time_sig=ts, tempo=tempo, lock_time_sig=True, lock_tempo=True,
-            max_notes_per_position=self.max_notes_per_position, strict_pitch_order=True,
+            max_notes_per_position=min(self.max_notes_per_position, max(1, self.piece.max_chord)),
+            strict_pitch_order=True,
             pitch_ranges=pitch_ranges(self.piece, self.piece.programs), key=cond.key, mode=cond.mode,
             key_strength=self.key_strength if cond.key is not None else 0.0,
         )

@@ -240,7 +240,8 @@ def morph(ctx: TaskContext, a: Piece, b: Piece, bars: int = 4, steps: int = 5,
         w = k / (steps - 1)
         ts = head_a[0] if w < 0.5 else head_b[0]
         controls = Controls(n_bars=bars, time_sig=ts, tempo=_tempo_bin(tok, head_a[1], head_b[1], w),
-                            lock_time_sig=True, lock_tempo=True, max_notes_per_position=8, strict_pitch_order=True,
+                            lock_time_sig=True, lock_tempo=True, strict_pitch_order=True,
+                            max_notes_per_position=min(8, max(a.max_chord, b.max_chord)),
                             pitch_ranges=ranges)
         state = FillState(ctx.engine.grammar, controls, 0, tok.vocab.id("FillEnd"))
         for t in plain.tolist():

@@ -38,6 +38,7 @@ class Piece:
     bar_ticks: np.ndarray  # (n_bars,) start of every bar, 12-TPQ ticks
     bar_ts: np.ndarray  # (n_bars,) TimeSig value index of every bar
     cond: Conditions  # instruments and density from the notes, key and mode by Krumhansl-Schmuckler
+    max_chord: int = 8  # most notes starting at one onset (all instruments): new notes keep the texture
 
     @property
     def n_bars(self) -> int:
@@ -95,7 +96,9 @@ def load_piece(tok: Tokenizer, src: str | Path | symusic.Score, name: str | None
     cond = tok.conditions_of(grid)
     key, mode, _ = key_of_notes(note_arrays(grid))
     cond = Conditions(style=None, key=key, mode=mode, density=cond.density, instruments=cond.instruments)
-    return Piece(name, score, body, bar_ticks, bar_ts, cond)
+    onsets = note_arrays(grid)["time"]
+    max_chord = int(np.unique(onsets, return_counts=True)[1].max()) if len(onsets) else 1
+    return Piece(name, score, body, bar_ticks, bar_ts, cond, max_chord)
 
 
 _SPAN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
