@@ -164,6 +164,82 @@ class Bundle:
         return [s for s, _ in vary(self.ctx, piece, n=n, strength=strength, keep_bars=keep_bars, seed=seed,
                                    sampling=sampling, on_step=on_step)]
 
+    # ---- given-notes tasks (harmonize, accompany, restyle, track infill): kept notes are reproduced exactly ----
+    def _score_of(self, source: str | Path | symusic.Score) -> symusic.Score:
+        return source if not isinstance(source, (str, Path)) else self.tokenizer.load_score(source)
+
+    def harmonize(self, melody: str | Path | symusic.Score, style: str = "chorale", track: int | None = None,
+                  program: int | None = None, lookahead: int = 1, consonance: float | None = None,
+                  prompt: str | None = None, temperature: float = 1.0, top_p: float = 0.95, cfg: float = 1.5,
+                  seed: int = 0, on_step: Callable[[Step], None] | None = None) -> symusic.Score:
+        """Keep the melody (track `track`, default the highest) as the top voice, exactly, and write the voices
+        under it: `chorale` (alto, tenor, bass tracks in their ranges) or `chords` (piano, or `program`).
+        `lookahead` > 1: K candidate bars per bar reranked against the upcoming melody."""
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.harmonize import CONSONANCE, HarmonizeTask, pick_melody
+
+        check_sampling(temperature, top_p, cfg)
+        check_lookahead(lookahead)
+        score = self._score_of(melody)
+        idx, _ = pick_melody(score, track)
+        task = HarmonizeTask(self.tokenizer, score, idx, style, program=program, text=prompt, lookahead=lookahead,
+                             consonance=CONSONANCE if consonance is None else consonance)
+        return task.run(self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed, on_step)
+
+    def accompany(self, source: str | Path | symusic.Score, instruments: str | list[str],
+                  tracks: list[int] | None = None, prompt: str | None = None, lookahead: int = 1,
+                  temperature: float = 1.0, top_p: float = 0.95, cfg: float = 1.5, seed: int = 0,
+                  on_step: Callable[[Step], None] | None = None) -> symusic.Score:
+        """Keep the given tracks (all, or `tracks`) exactly and add `instruments` ('piano,bass,drums')."""
+        from acemusic.generate.prompt import parse_prompt
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.accompany import AccompanyTask
+
+        check_sampling(temperature, top_p, cfg)
+        check_lookahead(lookahead)
+        spec = parse_prompt(prompt or "").override(instruments=instruments)
+        task = AccompanyTask(self.tokenizer, self._score_of(source), spec.instruments, tracks=tracks,
+                             text=prompt, style=spec.style, lookahead=lookahead)
+        return task.run(self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed, on_step)
+
+    def restyle(self, source: str | Path | symusic.Score, prompt: str, track: int | None = None,
+                instruments: str | list[str] | None = None, lookahead: int = 1, temperature: float = 1.0,
+                top_p: float = 0.95, cfg: float = 1.5, seed: int = 0, report: bool = False,
+                on_step: Callable[[Step], None] | None = None) -> symusic.Score | tuple[symusic.Score, dict]:
+        """Keep the melodic and rhythmic skeleton (the melody's top line), regenerate texture, harmony and
+        instrumentation under `prompt`. `report=True` also returns melody kept and style statistics moved."""
+        from acemusic.generate.prompt import check_prompt, parse_prompt
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.restyle import RestyleTask
+
+        check_sampling(temperature, top_p, cfg)
+        check_lookahead(lookahead)
+        spec = parse_prompt(check_prompt(prompt)).override(instruments=instruments)
+        task = RestyleTask(self.tokenizer, self._score_of(source), spec, track=track, lookahead=lookahead)
+        out = task.run(self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed, on_step)
+        return (out, task.report(out)) if report else out
+
+    def infill_track(self, source: str | Path | symusic.Score, track: int, instrument: str | None = None,
+                     prompt: str | None = None, lookahead: int = 1, temperature: float = 1.0, top_p: float = 0.95,
+                     cfg: float = 1.5, seed: int = 0,
+                     on_step: Callable[[Step], None] | None = None) -> symusic.Score:
+        """Regenerate track `track` (as `instrument`, default its own) while every other track is kept exactly."""
+        from acemusic.generate.prompt import resolve_instruments
+        from acemusic.generate.sampling import SamplingConfig
+        from acemusic.generate.tasks.track_infill import TrackInfillTask
+
+        check_sampling(temperature, top_p, cfg)
+        check_lookahead(lookahead)
+        program = None
+        if instrument is not None:
+            progs = resolve_instruments([instrument])
+            if len(progs) != 1:
+                raise InputError("--instrument", f"name one instrument, {instrument!r} is {len(progs)}")
+            program = progs[0]
+        task = TrackInfillTask(self.tokenizer, self._score_of(source), track, program=program, text=prompt,
+                               lookahead=lookahead)
+        return task.run(self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed, on_step)
+
     @staticmethod
     def save_midi(score: symusic.Score, path: str | Path) -> Path:
         """Write a Score as a standard MIDI file (parent folders created)."""
@@ -186,6 +262,12 @@ def check_sampling(temperature: float, top_p: float, cfg: float) -> None:
 def check_candidates(candidates: int) -> None:
     if not 1 <= candidates <= MAX_CANDIDATES:
         raise InputError("--candidates", f"must be in 1..{MAX_CANDIDATES}, got {candidates}")
+
+
+def check_lookahead(k: int) -> None:
+    """Look-ahead candidates per bar: 1 (off) to 16."""
+    if not 1 <= k <= 16:
+        raise InputError("--lookahead", f"must be 1..16 candidates per bar, got {k}")
 
 
 def load(path: str | Path | None = None, device: str = "cpu", text: bool = True,

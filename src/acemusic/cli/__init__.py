@@ -18,6 +18,9 @@ from acemusic.cli import continue_ as _continue  # noqa: F401  isort: skip
 from acemusic.cli import infill as _infill  # noqa: F401  isort: skip
 from acemusic.cli import interpolate as _interpolate  # noqa: F401  isort: skip
 from acemusic.cli import vary as _vary  # noqa: F401  isort: skip
+from acemusic.cli import harmonize as _harmonize  # noqa: F401  isort: skip
+from acemusic.cli import accompany as _accompany  # noqa: F401  isort: skip
+from acemusic.cli import restyle as _restyle  # noqa: F401  isort: skip
 from acemusic.cli import data as _data  # noqa: F401  isort: skip
 from acemusic.cli import eval as _eval  # noqa: F401  isort: skip
 from acemusic.cli import eval_adherence as _eval_adherence  # noqa: F401  isort: skip
