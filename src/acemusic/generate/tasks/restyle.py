@@ -16,10 +16,23 @@ import symusic
 from acemusic.generate.tasks.accompany import given_conditions, new_notes_for
 from acemusic.generate.tasks.given import GivenTask, grid, sub_score, track_program
 from acemusic.generate.tasks.harmonize import monophonic, pick_melody
+from acemusic.tokenizer.vocab import DRUMS
 
 CONSONANCE = 1.0
 STYLE_FEATURES = ("pitch_class_entropy", "polyphony", "note_density", "pitch_range", "scale_consistency",
                   "groove_consistency")
+
+
+def lead_program(spec, default: int) -> int:
+    """The first pitched instrument the prompt names (in its word order), else `default`."""
+    from acemusic.generate.prompt import resolve_instruments
+
+    for name in spec.instrument_names:
+        progs = [p for p in resolve_instruments([name]) if p != DRUMS]
+        if progs:
+            return progs[0]
+    pitched = [p for p in spec.instruments if p != DRUMS]
+    return pitched[0] if pitched else default
 
 
 class RestyleTask(GivenTask):
@@ -32,7 +45,7 @@ class RestyleTask(GivenTask):
         self.original = source
         src = sub_score(source, [mel_idx])
         src.tracks[0] = monophonic(src.tracks[0])
-        lead = spec.instruments[0] if spec.instruments else track_program(src.tracks[0])
+        lead = lead_program(spec, track_program(src.tracks[0]))
         if spec.instruments and lead != track_program(src.tracks[0]):  # the new lead instrument plays the melody
             src.tracks[0].program = lead
             src.tracks[0].is_drum = False
