@@ -185,6 +185,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     bundle = load(args.checkpoint, text=False)  # int8 engine for generation (the product default)
     tok, model = bundle.tokenizer, bundle.model.eval()  # fp32 model for the likelihoods
+    bundle.engine.decode_threads = args.threads
     ds = TokenDataset(args.data, args.split)
     items = list(windows(ds, tok))
     usable = [x for x in items if x[1] is not None]
