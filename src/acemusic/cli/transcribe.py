@@ -43,9 +43,9 @@ def transcribe_cmd(
             raise AcemusicError(f"--max-seconds must be > 0, got {max_seconds}")
         check_writable(out, force)
         clip = load_audio(audio, sr=SR, max_seconds=max_seconds)
+        result = transcribe(clip, cfg)  # silent audio raises here: no warnings before that error
         for w in clip.warnings:
             typer.echo(f"warning: {audio}: {w}", err=True)
-        result = transcribe(clip, cfg)
         result.score.dump_midi(str(out))
     except AcemusicError as e:
         fail(str(e))
