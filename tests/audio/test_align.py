@@ -238,3 +238,56 @@ def test_shipped_align_embeds_audio_for_fad():
     e = embed_audio(clips, sr=SR, model=model)
     assert e.shape == (3, model.cfg.d_embed) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
     assert float(e[0] @ e[1]) > float(e[0] @ e[2])  # a quieter copy is nearer than another pitch
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------------
+def _toy_excerpt_dir(d: Path, n: int = 6) -> Path:
+    """An excerpt directory (index.jsonl + 16 kHz WAVs) of toy pairs, as `acemusic codec excerpts` writes."""
+    import json
+
+    import soundfile as sf
+
+    seqs, _ = toy_pairs(n)
+    d.mkdir(parents=True)
+    with (d / "index.jsonl").open("w") as f:
+        for i, s in enumerate(seqs):
+            sf.write(str(d / f"{i:05d}.wav"), tone(48 + 3 * i, 1.0), SR)
+            f.write(json.dumps({"id": i, "piece": f"p{i}", "bar": 0, "bars": 1, "programs": [0], "seconds": 1.0,
+                                "wav": f"{i:05d}.wav", "tokens": s}) + "\n")
+    return d
+
+
+def test_align_cli_train_eval_export_embed(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    import acemusic.cli.align  # noqa: F401  registers the commands
+    from acemusic.cli.app import app
+
+    runner = CliRunner()
+    data = _toy_excerpt_dir(tmp_path / "ex")
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["align", "train", "--train", str(data), "--val", str(data), "--out", str(run),
+                            "--steps", "3", "--batch", "4"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["align", "train", "--train", str(data), "--out", str(run), "--steps", "3"])
+    assert r.exit_code == 1 and "--force" in r.output  # a finished run is not overwritten
+    res = tmp_path / "res.json"
+    r = runner.invoke(app, ["align", "eval", "--data", str(data), "--checkpoint", str(run / "final"), "--out",
+                            str(res)])
+    assert r.exit_code == 0, r.output
+    m = json.loads(res.read_text())
+    assert m["n_pairs"] == 6 and m["chance"]["r@1"] == pytest.approx(1 / 6) and m["train_steps"] == 3
+    ship = tmp_path / "ship"
+    r = runner.invoke(app, ["align", "export", str(run / "final"), "-o", str(ship), "--test-results", str(res)])
+    assert r.exit_code == 0, r.output
+    _, meta = load_align(ship)
+    assert meta["test"]["n_pairs"] == 6
+    emb = tmp_path / "emb.npy"
+    r = runner.invoke(app, ["align", "embed", str(data / "00000.wav"), str(data / "00001.wav"), "-o", str(emb),
+                            "--checkpoint", str(ship)])
+    assert r.exit_code == 0, r.output
+    assert np.load(emb).shape == (2, AlignConfig().d_embed)
+    r = runner.invoke(app, ["align", "eval", "--data", str(tmp_path / "nodir"), "--checkpoint", str(ship)])
+    assert r.exit_code == 1 and "not an excerpt directory" in r.output

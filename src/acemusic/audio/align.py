@@ -43,7 +43,7 @@ class AlignConfig:
     d_sym: int = 128
     sym_layers: int = 2
     sym_heads: int = 4
-    max_tokens: int = 384  # longer segments are truncated (4 dense bars are ~200 tokens)
+    max_tokens: int = 256  # longer segments are truncated (4 bars of a chorale are ~200 tokens)
     sr: int = 16000
     n_fft: int = 1024
     hop: int = 320  # 50 mel frames/s
@@ -51,9 +51,9 @@ class AlignConfig:
     # log floor of the (unnormalised) mel magnitude, ~-88 dB below a full-scale sine (~256): 16-bit quantisation
     # noise and dither sit below it, so they cannot decide the features of quiet passages
     log_floor: float = 1e-2
-    audio_channels: int = 128
+    audio_channels: int = 96
     audio_layers: int = 4
-    max_seconds: float = 12.0
+    max_seconds: float = 10.0
     d_embed: int = 128
     init_temperature: float = 0.07
 

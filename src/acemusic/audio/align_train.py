@@ -41,9 +41,9 @@ class AlignTrainConfig:
     out: str = "runs/align"
     model: AlignConfig = field(default_factory=AlignConfig)
     steps: int = 1500
-    batch: int = 64
+    batch: int = 32
     lr: float = 1e-3
-    warmup: int = 100
+    warmup: int = 50
     weight_decay: float = 0.05
     time_masks: int = 2
     time_mask_frac: float = 0.1
@@ -101,10 +101,14 @@ def spec_augment(mel: torch.Tensor, rng: np.random.Generator, cfg: AlignTrainCon
     return mel
 
 
-def lr_at(step: int, cfg: AlignTrainConfig) -> float:
+def lr_at(step: int, cfg: AlignTrainConfig, elapsed_s: float = 0.0) -> float:
+    """Warmup, then a cosine over whichever of `steps` / `max_minutes` runs out first (see codec_train.lr_at)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes:
+        t = max(t, elapsed_s / (cfg.max_minutes * 60))
+    t = min(1.0, t)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -158,7 +162,7 @@ def train_align(cfg: AlignTrainConfig, log=print) -> AlignModel:
         for step in range(cfg.steps):
             model.train()
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = lr_at(step, cfg, time.time() - t0)
             idx = rng.choice(len(train), size=bsz, replace=False)
             ids = batch_tokens([train.tokens[i] for i in idx], cfg.model.max_tokens)
             mel, mask = batch_mels([spec_augment(train.mels[i], rng, cfg) for i in idx])
@@ -172,7 +176,7 @@ def train_align(cfg: AlignTrainConfig, log=print) -> AlignModel:
             over = cfg.max_minutes is not None and time.time() - t0 > cfg.max_minutes * 60
             if (step + 1) % cfg.log_every == 0 or last or over:
                 rec = {"step": step + 1, "loss": round(float(np.mean(losses)), 4),
-                       "temperature": round(float(1.0 / model.logit_scale.exp()), 4),
+                       "temperature": round(float(1.0 / model.logit_scale.detach().exp()), 4),
                        "elapsed_s": round(time.time() - t0, 1)}
                 if val is not None:
                     m = retrieval_metrics(*embed_pairs(model, val))

@@ -31,7 +31,7 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory (log.jsonl, final/).")],
     val: Annotated[Path | None, typer.Option("--val", help="Excerpt directory reported during training.")] = None,
     steps: Annotated[int, typer.Option("--steps")] = 1500,
-    batch: Annotated[int, typer.Option("--batch", help="Pairs per step (in-batch negatives).")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Pairs per step (in-batch negatives).")] = 32,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
     force: Annotated[bool, typer.Option("--force", help="Start over in an existing OUT.")] = False,
