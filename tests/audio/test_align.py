@@ -142,7 +142,7 @@ def test_embed_api_paths_arrays_and_bad_input(tmp_path):
     assert from_path.shape == (1, 16) and np.allclose(from_path, from_array, atol=2e-3)  # 16-bit file
     x32 = np.interp(np.arange(2 * len(x)) / 2, np.arange(len(x)), x).astype(np.float32)  # same audio at 32 kHz
     assert float((embed_audio([x32], sr=32000, model=m) @ from_array.T)[0, 0]) > 0.98
-    assert float((embed_audio([4 * x], sr=SR, model=m) @ from_array.T)[0, 0]) > 0.99  # loudness barely matters (standardised)
+    assert float((embed_audio([4 * x], sr=SR, model=m) @ from_array.T)[0, 0]) > 0.99  # loudness barely matters
     with pytest.raises(InputError, match="no audio"):
         embed_audio([], model=m)
     with pytest.raises(InputError, match="sample rate"):
