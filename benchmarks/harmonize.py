@@ -2,6 +2,7 @@
 chorales and a rule-based baseline.
 
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python benchmarks/harmonize.py [--seeds 0 1] [--lookahead 4] [--limit N]
+    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python benchmarks/harmonize.py --task accompany --seeds 0 --limit 6
 
 Held-out = the music21 Bach chorales (4 parts) whose piece id hashes into the test split (`data.build.split_of`,
 the rule the dataset builder uses, so the shipped model never trained on them). For each chorale the soprano is
@@ -11,7 +12,9 @@ in four variants: plain forced decoding, with look-ahead reranking (K candidates
 whole bar's melody and the next bar's first melody note), with the consonance prior (new pitches dissonant with
 the melody sounding at their onset get a logit penalty), and both. Every model output is checked to keep the soprano
 exactly. Rates are pooled over pieces (sum of counts / sum of denominators; see eval/voice_leading.py).
-Writes benchmarks/results/harmonize.json (with the load average and thread count of the run).
+Writes benchmarks/results/harmonize.json (with the load average and thread count of the run). `--task accompany`:
+the same sopranos accompanied by piano and bass, the dissonance of the new notes against the melody with and
+without each look-ahead -> benchmarks/results/accompany_lookahead.json.
 """
 
 from __future__ import annotations
@@ -86,6 +89,52 @@ def pooled(results: list[dict]) -> dict:
     return out
 
 
+def accompany_main(args) -> None:
+    """--task accompany: the same held-out sopranos accompanied by piano and bass; dissonance of the new notes
+    against the melody (duration-weighted) with and without each look-ahead."""
+    import acemusic
+    from acemusic.eval.voice_leading import dissonance, voice_arrays
+    from acemusic.generate.sampling import SamplingConfig
+    from acemusic.generate.tasks.accompany import AccompanyTask
+
+    t_start = time.time()
+    pieces = held_out_chorales(args.limit)
+    bundle = acemusic.load()
+    tok = bundle.tokenizer
+    variants = {"plain": (1, 0.0), "rerank": (args.lookahead, 0.0), "consonance": (1, 1.0),
+                "consonance_rerank": (args.lookahead, 1.0)}
+    rows: dict[str, list[dict]] = {k: [] for k in variants}
+    for pid, score in pieces:
+        sop = max(range(len(score.tracks)), key=lambda i: float(np.mean([n.pitch for n in score.tracks[i].notes])))
+        for name, (k, cons) in variants.items():
+            for seed in args.seeds:
+                task = AccompanyTask(tok, score, (0, 32), tracks=[sop], lookahead=k, consonance=cons)
+                t0 = time.time()
+                out = task.run(bundle.ctx, SamplingConfig(cfg=args.cfg), seed=seed)
+                kept = out.tracks[0].notes.numpy()
+                src = task.source.tracks[0].notes.numpy()
+                assert all(np.array_equal(kept[f], src[f]) for f in ("time", "duration", "pitch", "velocity"))
+                new = [voice_arrays(t) for t in out.tracks[1:] if t.note_num()]
+                new_rows = np.concatenate(new) if new else np.zeros((0, 3), np.int64)
+                rows[name].append({"id": pid, "seed": seed, "new_notes": len(new_rows),
+                                   "dissonance_vs_melody": dissonance(new_rows, voice_arrays(out.tracks[0])),
+                                   "seconds": time.time() - t0})
+        print(f"{pid}: done ({time.time() - t_start:.0f} s)", file=sys.stderr)
+        summary = {k: {"dissonance_vs_melody": float(np.mean([r["dissonance_vs_melody"] for r in v])),
+                       "new_notes_per_piece": float(np.mean([r["new_notes"] for r in v])), "runs": len(v)}
+                   for k, v in rows.items()}
+        result = {"command": "python benchmarks/harmonize.py " + " ".join(sys.argv[1:]),
+                  "task": "accompany soprano with piano (0) and acoustic bass (32)",
+                  "variants": {k: {"lookahead": a, "consonance": c} for k, (a, c) in variants.items()},
+                  "summary": summary, "runs": rows, "cfg": args.cfg, "seeds": args.seeds,
+                  "melody_kept_exactly": True, "loadavg": os.getloadavg(),
+                  "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - t_start}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    for k, v in summary.items():
+        print(f"{k:20s} dissonance={v['dissonance_vs_melody']:.4f} new_notes={v['new_notes_per_piece']:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -94,8 +143,13 @@ def main() -> None:
     ap.add_argument("--consonance", type=float, default=2.0)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "harmonize.json")
+    ap.add_argument("--task", choices=("harmonize", "accompany"), default="harmonize")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.task == "accompany":
+        if args.out == ap.get_default("out"):
+            args.out = ROOT / "benchmarks" / "results" / "accompany_lookahead.json"
+        return accompany_main(args)
 
     import acemusic
     from acemusic.eval.voice_leading import analyze, satb_voices

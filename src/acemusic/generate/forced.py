@@ -179,7 +179,8 @@ class NewNotes:
 class ForcedState(GrammarState):
     """Grammar state that forces a `Skeleton` and restricts new notes by `NewNotes` (see the module docstring).
 
-    `chunk_end`: a bar number after which EOS is allowed wherever `Bar` would be (bar-by-bar decoding)."""
+    `chunk_end`: a bar number; once the model opens the bar after it (its own `Bar` token, so the chunk ends
+    where the model would end the bar), only EOS is allowed (bar-by-bar decoding)."""
 
     def __init__(self, grammar: Grammar, controls: Controls, skeleton: Skeleton, new: NewNotes,
                  chunk_end: int | None = None) -> None:
@@ -303,6 +304,10 @@ class ForcedState(GrammarState):
         if self.bar_index == 0 or self.done:
             return m
         g, ph = self.g, self.phase
+        if self.chunk_end is not None and self.bar_index > self.chunk_end:
+            m[:] = False  # the chunk's bars are closed by the model's own Bar token: stop here
+            m[g.eos] = True
+            return m
         if ph in (BAR, TIMESIG, HTEMPO):
             if self.hdr:
                 m[:] = False
@@ -412,10 +417,7 @@ class ForcedState(GrammarState):
             keep[nxt] = True
         m[g.sl("Position")] = positions & keep
         if nxt is None:
-            if self.chunk_end is not None and self.bar_index >= self.chunk_end:
-                m[g.eos] = True  # end of this chunk: the caller closes the bar
-            else:
-                m[g.bar], m[g.eos] = bar_ok, eos_ok
+            m[g.bar], m[g.eos] = bar_ok, eos_ok
 
 
 def forced_controls(skeleton: Skeleton, key: int | None = None, mode: str | None = None,
@@ -482,6 +484,6 @@ def decode_bars(engine, make_state: Callable[[int | None], ForcedState], prompt:
         best = int(np.argmin(scores))
         cand = outs[best]
         if cand and cand[-1] == v.eos and not last:
-            cand = [*cand[:-1], v.bar]
+            cand = cand[:-1]  # ends with the Bar that opens the next bar
         accepted += cand
     return np.asarray(accepted, np.int64)
