@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--embedders", default="classic,align")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over files for the intervals")
     ap.add_argument("--work", default="/tmp/acemusic-bench-fad")
     ap.add_argument("--out", default="benchmarks/results/fad.json")
     args = ap.parse_args()
@@ -168,24 +169,55 @@ def main() -> None:
             print(f"{emb_name}: {e}")
             continue
         t = time.perf_counter()
-        embs = {}
+        per_file: dict[str, list[np.ndarray]] = {}
         for name, files in sets.items():
-            x, used, skipped = embed_files(files, emb)
-            embs[name] = x
-            results.setdefault(emb_name, {})[f"segments_{name}"] = len(x)
-            results[emb_name][f"files_{name}"] = used
-            if skipped:
-                results[emb_name][f"skipped_{name}"] = skipped
-        for name in ("real-2", "model", "kneser-ney", "random"):
+            per_file[name] = []
+            for f in files:
+                x, used, skipped = embed_files([f], emb)
+                if used:
+                    per_file[name].append(x)
+                else:
+                    results.setdefault(emb_name, {}).setdefault(f"skipped_{name}", []).extend(skipped)
+            results.setdefault(emb_name, {})[f"segments_{name}"] = sum(len(x) for x in per_file[name])
+            results[emb_name][f"files_{name}"] = len(per_file[name])
+        embs = {name: np.concatenate(xs) for name, xs in per_file.items()}
+        systems_fad = ("real-2", "model", "kneser-ney", "random")
+        for name in systems_fad:
             results[emb_name][f"fad_{name}_vs_reference"] = round(fad_from_embeddings(embs[name], embs["reference"]),
                                                                   4)
+        # Paired bootstrap over files: each draw resamples the reference and every set with replacement, and scores
+        # all sets against that one reference draw. Percentiles show the spread (shifted up: a resampled set holds
+        # duplicate files, so it looks less varied); the shares say how often one system beats another.
+        brng = np.random.default_rng(args.seed)
+        boot: dict[str, list[float]] = {name: [] for name in systems_fad}
+
+        def draw(xs: list[np.ndarray], rng: np.random.Generator = brng) -> np.ndarray:
+            return np.concatenate([xs[i] for i in rng.integers(0, len(xs), len(xs))])
+
+        for _ in range(args.bootstrap):
+            ref = draw(per_file["reference"])
+            for name in systems_fad:
+                boot[name].append(fad_from_embeddings(draw(per_file[name]), ref))
+        if args.bootstrap:
+            for name in systems_fad:
+                results[emb_name][f"fad_{name}_bootstrap_p2.5_p97.5"] = [
+                    round(float(np.percentile(boot[name], q)), 3) for q in (2.5, 97.5)]
+            b = {k: np.asarray(v) for k, v in boot.items()}
+            results[emb_name]["bootstrap_share"] = {
+                "model<kneser-ney": float((b["model"] < b["kneser-ney"]).mean()),
+                "model<random": float((b["model"] < b["random"]).mean()),
+                "kneser-ney<random": float((b["kneser-ney"] < b["random"]).mean()),
+                "real-2<model": float((b["real-2"] < b["model"]).mean()),
+            }
         results[emb_name]["dim"] = int(embs["reference"].shape[1])
         results[emb_name]["embed_seconds"] = round(time.perf_counter() - t, 1)
         print(emb_name, {k: v for k, v in results[emb_name].items() if k.startswith("fad")}, flush=True)
 
     report = {
         "command": f"python benchmarks/fad.py --data {args.data} --n {args.n} --bars {args.bars} "
-                   f"--seconds {args.seconds:g} --seed {args.seed} --embedders {args.embedders}",
+                   f"--seconds {args.seconds:g} --seed {args.seed} --embedders {args.embedders} "
+                   f"--bootstrap {args.bootstrap}",
+        "note": "generated MIDI and renders are cached under --work: timings cover only what this run computed",
         "sets": {name: len(files) for name, files in sets.items()},
         "reference_pieces": [metas[i]["id"] for i in ref_idx],
         "real2_pieces": [metas[i]["id"] for i in real2_idx],
