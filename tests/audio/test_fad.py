@@ -116,3 +116,24 @@ def test_classic_embedder_and_folders(tmp_path):
         assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
     with pytest.raises(InputError):
         get_embedder("nope")
+
+
+def test_align_embedder_windows_and_errors(tmp_path):
+    torch = pytest.importorskip("torch")
+    from acemusic.audio.align import AlignConfig, AlignModel, save_align
+    from acemusic.eval.fad import AlignEmbedder
+
+    with pytest.raises(InputError):
+        AlignEmbedder(tmp_path / "no-checkpoint")
+    torch.manual_seed(0)
+    cfg = AlignConfig(d_sym=32, sym_layers=1, sym_heads=2, audio_channels=16, audio_layers=2, d_embed=16)
+    ckpt = save_align(AlignModel(cfg), tmp_path / "align")
+    emb = AlignEmbedder(ckpt)
+    assert emb.sr == cfg.sr
+    y = _notes(np.linspace(200, 600, 26), sr=16000)  # 13 s: windows at 0 and 6 s; the 1 s rest (< half) is dropped
+    e = emb.embed(y, 16000)
+    assert e.shape == (2, 16) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
+    with_silence = np.concatenate([np.zeros(6 * 16000), y])
+    assert emb.embed(with_silence, 16000).shape == (2, 16)  # the silent first window is dropped
+    assert emb.embed(y[:8000], 16000).shape == (1, 16)  # shorter than a window: one segment
+    assert emb.embed(y[::2].copy(), 8000).shape == (2, 16)  # resampled on the way in
