@@ -158,7 +158,13 @@ def transcribe(source: str | Path | Audio, config: TranscribeConfig | None = Non
         raise InputError(audio.source or "audio", "the audio is silent (peak below -80 dBFS): nothing to transcribe")
     if audio.seconds < 0.1:
         raise InputError(audio.source or "audio", f"only {1000 * audio.seconds:.0f} ms of audio: too short")
-    out = model_output(audio.samples, threads=threads)
+    notes = decode_notes(model_output(audio.samples, threads=threads), cfg)
+    return Transcription(notes_to_score(notes, cfg.program), notes, audio)
+
+
+def decode_notes(out: dict[str, np.ndarray], cfg: TranscribeConfig) -> list[tuple[float, float, int, float]]:
+    """basic-pitch's note decoding of `model_output` frames with `cfg`'s thresholds: (start s, end s, pitch, amp).
+    Separate from the model so threshold sweeps run the network once per clip."""
     with _quiet():
         from basic_pitch.constants import FFT_HOP
         from basic_pitch.note_creation import model_output_to_notes
@@ -167,8 +173,7 @@ def transcribe(source: str | Path | Audio, config: TranscribeConfig | None = Non
             out, onset_thresh=cfg.onset_threshold, frame_thresh=cfg.frame_threshold,
             min_note_len=int(np.round(cfg.min_note_ms / 1000 * (SR / FFT_HOP))), min_freq=cfg.min_hz,
             max_freq=cfg.max_hz, include_pitch_bends=False, melodia_trick=cfg.melodia_trick)
-    notes = [(float(s), float(e), int(p), float(a)) for s, e, p, a, *_ in events]
-    return Transcription(notes_to_score(notes, cfg.program), notes, audio)
+    return [(float(s), float(e), int(p), float(a)) for s, e, p, a, *_ in events]
 
 
 def load_mono(audio: Audio) -> np.ndarray:
