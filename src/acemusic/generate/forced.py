@@ -473,8 +473,12 @@ def decode_bars(engine, make_state: Callable[[int | None], ForcedState], prompt:
                 st.advance(t)
             states.append(st)
             reqs.append(Request(seq, st.c, text_emb, useq, state=st))
+        sk, new = states[0].sk, states[0].new  # this bar's worst case: its given notes plus the new-note cap
+        bar_tokens = 2 + len(sk.headers[b - 1]) + len(sk.events[b - 1]) + 5 * new.max_per_bar + 4 * sum(
+            len(ev) for ev in sk.events[b - 1].values())
         outs: list[list[int]] = [[] for _ in reqs]
-        for step in engine.stream(reqs, sampling, seed=seed * 100_003 + b, max_new_tokens=tokens_per_bar):
+        for step in engine.stream(reqs, sampling, seed=seed * 100_003 + b,
+                                  max_new_tokens=max(tokens_per_bar, bar_tokens + 16)):
             for row, t in enumerate(step.tokens.tolist()):
                 if t != v.pad:
                     outs[row].append(t)
