@@ -42,6 +42,7 @@ def heldout_nll(res: Resources, systems: Sequence[str], split: str = "test", lim
         seqs, starts = seqs[:limit], starts[:limit]
     notes = count_notes(tok, seqs, starts)
     out: dict = {}
+    text_source = None
     for system in systems:
         if system not in ("acemusic", "lstm", "kneser-ney", "unigram"):
             continue
@@ -51,8 +52,18 @@ def heldout_nll(res: Resources, systems: Sequence[str], split: str = "test", lim
             from acemusic.data.shards import TokenDataset
             from acemusic.eval.model_nll import first_captions, score_model
 
-            texts = first_captions(TokenDataset(res.data, split))[: len(seqs)]
-            r = score_model(res.get("acemusic").model, tok, seqs, starts, 512, 256, texts, 8)
+            ds = TokenDataset(res.data, split)
+            bundle = res.get("acemusic")
+            texts = first_captions(ds)[: len(seqs)]
+            text_source = "caption 0, stored embeddings"
+            if all(t is None for t in texts) and bundle.embedder is not None:
+                # A build without (or still computing) caption embeddings: embed caption 0 with the same MiniLM.
+                caps = [(ds.meta(i).get("captions") or [None])[0] for i in range(len(seqs))]
+                emb = bundle.embedder.encode([c for c in caps if c])
+                it = iter(np.asarray(emb, np.float32))
+                texts = [next(it) if c else None for c in caps]
+                text_source = "caption 0, embedded by the bundle's MiniLM"
+            r = score_model(bundle.model, tok, seqs, starts, 512, 256, texts, 8)
             total, n = r.total_nll, r.n_tokens
         elif system == "lstm":
             from acemusic.eval.baselines.lstm import lstm_nll
@@ -64,6 +75,7 @@ def heldout_nll(res: Resources, systems: Sequence[str], split: str = "test", lim
             total, n = ngram_nll(res.get("kneser-ney"), seqs, starts)
         else:
             total, n = res.get("unigram").masked_nll(res.get("grammar"), seqs, starts)
-        out[system] = {"nll_per_token": total / n, "nll_per_note": total / notes, "perplexity": math.exp(total / n),
+        out[system] = {"text": text_source if system == "acemusic" else None,
+                       "nll_per_token": total / n, "nll_per_note": total / notes, "perplexity": math.exp(total / n),
                        "tokens": n, "notes": notes, "pieces": len(seqs), "split": split}
     return out
