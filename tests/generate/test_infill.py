@@ -179,3 +179,12 @@ def test_shipped_infill_keeps_outside_and_key():
     t = note_table(out)
     new = t[(t[:, 0] >= lo) & (t[:, 0] < hi)]
     assert len(new) >= 8 and scale_mask(6, "minor")[new[:, 2]].mean() >= 0.85
+
+
+def test_left_side_only(bundle):
+    tok, v = bundle.tokenizer, bundle.tokenizer.vocab
+    piece = load_piece(tok, FIXTURES / "bach_bwv66_6.mid")
+    req = InfillTask(piece, 3, 6, right_bars=0).build(bundle.ctx)
+    ids = req.prompt.tolist()
+    assert ids[-2:] == [v.id("FillStart"), v.id("Sep")]  # no suffix: the training case of a middle at the end
+    assert len(InfillTask(piece, 3, 6, right_bars=1).build(bundle.ctx).prompt) > len(ids)

@@ -112,6 +112,7 @@ class InfillTask(Task):
     spec: PromptSpec | None = None  # optional text (mood, style) for the embedder; key defaults to the piece's
     key_strength: float = 1.0
     max_notes_per_position: int = 8
+    right_bars: int | None = None  # most bars of right-hand context (None = what fits; 0 = left side only)
     name: str = "infill"
 
     def __post_init__(self) -> None:
@@ -151,6 +152,8 @@ class InfillTask(Task):
         middle_est = int(ends[self.b - 1] - starts[self.a])  # the replaced bars' length: a guess of the new one's
         budget = max(64, TRAIN_WINDOW - len(prefix) - 3 - middle_est)
         lo, hi = fim_window(tok, p.body, self.a, self.b, budget)
+        if self.right_bars is not None:
+            hi = min(hi, self.b + self.right_bars)
         window = tok.slice_bars(p.body, lo, hi)
         ids, bar_idx, pos, glob, _ = fim_sequence(tok, prefix, window, self.a - lo, self.b - lo, with_middle=False)
         uids = np.concatenate([uprefix, ids[len(prefix):]])
