@@ -16,7 +16,15 @@ from symusic import Note, Score, Tempo, Track
 from typer.testing import CliRunner
 
 import acemusic.cli.transcribe  # noqa: F401  registers the command
-from acemusic.audio.transcribe import TICKS_PER_SECOND, TranscribeConfig, note_f1, notes_to_score, transcribe
+from acemusic.audio.transcribe import (
+    PRESETS,
+    TICKS_PER_SECOND,
+    TranscribeConfig,
+    note_f1,
+    notes_to_score,
+    preset_config,
+    transcribe,
+)
 from acemusic.cli.app import app
 from acemusic.errors import InputError
 
@@ -67,6 +75,16 @@ def test_notes_to_score_keeps_times_and_pitches():
     assert abs(min(n.time for n in sec.tracks[0].notes) - 0.25) < 1e-3
 
 
+def test_presets_and_overrides():
+    assert preset_config("basic-pitch") == TranscribeConfig()  # basic-pitch's own defaults
+    piano = preset_config("piano")
+    assert (piano.onset_threshold, piano.frame_threshold, piano.min_note_ms) == PRESETS["piano"]
+    mixed = preset_config("strings", onset_threshold=0.55, frame_threshold=None, program=40)
+    assert mixed.onset_threshold == 0.55 and mixed.frame_threshold == PRESETS["strings"][1] and mixed.program == 40
+    with pytest.raises(InputError, match="unknown preset"):
+        preset_config("kazoo")
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="onset-threshold"):
         TranscribeConfig(onset_threshold=1.5).check()
@@ -83,6 +101,8 @@ def test_bad_input_is_a_clear_error(tmp_path):
         r = runner.invoke(app, ["transcribe", str(src), "-o", str(out)])
         assert r.exit_code == 1 and msg in r.output, r.output
         assert "Traceback" not in r.output and not out.exists()
+    r = runner.invoke(app, ["transcribe", str(sil), "-o", str(out), "--preset", "kazoo"])
+    assert r.exit_code == 1 and "unknown preset" in r.output
     out.write_bytes(b"keep")
     r = runner.invoke(app, ["transcribe", str(sil), "-o", str(out)])
     assert r.exit_code == 1 and "exists" in r.output and out.read_bytes() == b"keep"
@@ -107,3 +127,7 @@ def test_basic_pitch_transcribes_a_piano_render(tmp_path):
     r = CliRunner().invoke(app, ["transcribe", str(wav), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert Score(str(out)).note_num() == len(res.notes)
+    tuned = tmp_path / "tuned.mid"
+    r = CliRunner().invoke(app, ["transcribe", str(wav), "-o", str(tuned), "--preset", "piano"])
+    assert r.exit_code == 0, r.output
+    assert note_f1(ref, Score(str(tuned)))["f1"] >= 0.85

@@ -56,6 +56,27 @@ class TranscribeConfig:
             raise InputError("--program", f"must be a GM program 0..127, got {self.program}")
 
 
+# Decoding thresholds (onset, frame, min note ms) per instrument family, picked on validation-split FluidSynth
+# renders by benchmarks/transcribe.py (benchmarks/results/transcribe.json, "tuning"); "basic-pitch" is the model's
+# own default. Tuned on synthetic renders: for real recordings start from the family's preset and adjust.
+PRESETS: dict[str, tuple[float, float, float]] = {
+    "basic-pitch": (0.5, 0.3, 127.70),
+    "piano": (0.8, 0.4, 127.70),
+    "woodwinds": (0.6, 0.4, 200.0),
+    "strings": (0.8, 0.3, 300.0),  # also best for the choir renders
+}
+
+
+def preset_config(name: str, **overrides) -> TranscribeConfig:
+    """A TranscribeConfig from a PRESETS entry; keyword overrides that are not None win."""
+    if name not in PRESETS:
+        raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    onset, frame, min_ms = PRESETS[name]
+    base = {"onset_threshold": onset, "frame_threshold": frame, "min_note_ms": min_ms}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TranscribeConfig(**base)
+
+
 @dataclass
 class Transcription:
     """The transcribed Score, basic-pitch's note events (start s, end s, pitch, amplitude), and the input audio."""
