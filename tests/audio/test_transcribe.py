@@ -123,6 +123,17 @@ def test_basic_pitch_transcribes_a_piano_render(tmp_path):
     score = note_f1(ref, res.score)
     assert score["f1"] >= 0.85, score  # a clean piano scale: basic-pitch finds nearly every onset
     assert {n[2] for n in res.notes} >= {60, 64, 67, 72}
+    # Same notes as basic-pitch's own predict() on a file already at its 22.05 kHz (no resampling difference).
+    from acemusic.audio.transcribe import _quiet
+
+    wav22 = render(ref, tmp_path / "scale22.wav", sr=22050)
+    with _quiet():
+        from basic_pitch import ICASSP_2022_MODEL_PATH
+        from basic_pitch.inference import predict
+
+        _, _, events = predict(str(wav22), ICASSP_2022_MODEL_PATH)
+    ours = transcribe(wav22, threads=1).notes
+    assert sorted((round(s, 4), p) for s, _, p, *_ in events) == sorted((round(s, 4), p) for s, _, p, _ in ours)
     out = tmp_path / "scale.mid"
     r = CliRunner().invoke(app, ["transcribe", str(wav), "-o", str(out)])
     assert r.exit_code == 0, r.output
