@@ -143,11 +143,19 @@ def test_same_seed_same_output_and_errors(bundle, tmp_path):
             bundle.infill(FIXTURES / name, "1-2")
     with pytest.raises(InputError, match="outside"):
         bundle.infill(FIXTURES / "band.mid", "3-9")
-    # a span across a meter change is refused (the filled bars would not fit the kept bar lines)
+    # a span across a meter change: the filled bars follow the input's meters (the bar lines are kept)
     sc = bundle.tokenizer.load_score(FIXTURES / "bach_bwv66_6.mid")
     sc.time_signatures.append(symusic.TimeSignature(5 * 48, 3, 4))
-    with pytest.raises(InputError, match="time-signature change"):
-        bundle.infill(sc, "5-7")
+    piece = load_piece(bundle.tokenizer, sc)
+    assert piece.bar_ts[4] != piece.bar_ts[5]
+    steps = []
+    task = InfillTask(piece, 4, 7)
+    out = bundle.infill(sc, "5-7", seed=0, on_step=lambda s: steps.append(int(s.tokens[0])))
+    _check_spans(piece, out, bundle.tokenizer, [(4, 7)])
+    v = bundle.tokenizer.vocab
+    assert [t for t in steps if v.type_of[t] == v.type_of[v.id("TimeSig")]] == \
+        [v.id("TimeSig", int(piece.bar_ts[4])), v.id("TimeSig", int(piece.bar_ts[5]))]
+    assert task.total_bars() == 3
 
 
 def test_cli(tiny_checkpoint, tmp_path):

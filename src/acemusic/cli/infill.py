@@ -59,7 +59,7 @@ def _infill(source, bars, prompt, out, wav, key, temperature, top_p, cfg, seed, 
     piece = load_piece(Tokenizer(), source)
     spans = parse_spans(bars, piece.n_bars)
     for a, b in spans:
-        InfillTask(piece, a, b)  # span checks (meter changes) before the model loads
+        InfillTask(piece, a, b)  # span checks before the model loads
     out = out or tc.default_out(source, "infilled")
     tc.check_outputs([out, wav], force, wav, soundfont)
 

@@ -7,7 +7,8 @@ The shipped model was trained with bar-level fill-in-the-middle on 10% of its wi
 every segment self-contained (`Tokenizer.slice_bars`) and keeping its true bar numbers. The infill prompt is that
 sequence up to Sep (`fim_sequence(..., with_middle=False)`, same structure convention), over a window of whole
 bars around the span that fits the 512-token training length. The middle is decoded by `FillState`: the grammar
-of a body whose first bar states its TimeSig/Tempo (forced to the meter and tempo in effect at bar a, then locked)
+of a body whose first bar states its TimeSig/Tempo (forced to the meter and tempo in effect at bar a, then locked;
+a meter change of the input inside the span is stated where it falls, so the filled bars fit the kept bar lines)
 and whose first note states Program/Velocity, exactly `b - a` bars, ending with FillEnd (then EOS for the engine).
 
 The output is a copy of the input score without the notes whose onset lies in the span, plus the generated notes:
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acemusic.errors import InputError
-from acemusic.generate.constraints import INST, Controls, GrammarState
+from acemusic.generate.constraints import BAR, INST, Controls, GrammarState
 from acemusic.generate.engine import Request
 from acemusic.generate.prompt import PromptSpec
 from acemusic.generate.tasks.base import Task, TaskContext
@@ -45,9 +46,11 @@ class FillState(GrammarState):
     FillEnd only EOS is allowed, which tells the engine the row is done.
     """
 
-    def __init__(self, grammar, controls: Controls, offset: int, fill_end: int) -> None:
+    def __init__(self, grammar, controls: Controls, offset: int, fill_end: int,
+                 meters: list[int] | None = None) -> None:
         super().__init__(grammar, controls)
         self.offset, self.fill_end, self.ended = offset, fill_end, False
+        self.meters = meters  # TimeSig of every segment bar (the kept bar lines), stated where it changes
 
     def allowed(self) -> np.ndarray:
         g = self.g
@@ -59,6 +62,11 @@ class FillState(GrammarState):
         if self.phase == INST:  # the prompt ends with Sep: the segment begins with its first Bar
             m[:] = False
             m[g.bar] = True
+        elif self.meters is not None and self.phase == BAR and 1 < self.bar_index <= len(self.meters):
+            want = self.meters[self.bar_index - 1]
+            if want != self.ts:  # a meter change of the input inside the segment: state it (lock_time_sig
+                m[:] = False     # forbids any other)
+                m[g.off["TimeSig"] + want] = True
         if m[g.eos]:
             m[g.eos] = False
             m[self.fill_end] = True
@@ -119,9 +127,6 @@ class InfillTask(Task):
         p = self.piece
         if not 0 <= self.a < self.b <= p.n_bars:
             raise InputError("--bars", f"span {self.a + 1}-{self.b} is outside the piece ({p.n_bars} bars)")
-        if len(set(p.bar_ts[self.a:self.b].tolist())) > 1:
-            raise InputError("--bars", f"span {self.a + 1}-{self.b} crosses a time-signature change: fill each "
-                                       "meter's bars separately")
         self.spec = self.spec or PromptSpec()
 
     def conditions(self, ctx: TaskContext) -> tuple[Conditions, Conditions]:
@@ -159,7 +164,8 @@ class InfillTask(Task):
         uids = np.concatenate([uprefix, ids[len(prefix):]])
         self.window = (lo, hi)
         controls = self.controls(ctx, cond)
-        state = FillState(ctx.engine.grammar, controls, self.a - lo, tok.vocab.id("FillEnd"))
+        state = FillState(ctx.engine.grammar, controls, self.a - lo, tok.vocab.id("FillEnd"),
+                          meters=p.bar_ts[self.a:self.b].tolist())
         for t in prefix.tolist():
             state.advance(t)
         self._prefix = prefix
@@ -171,8 +177,13 @@ class InfillTask(Task):
 
     def new_notes(self, ctx: TaskContext, generated: np.ndarray) -> np.ndarray:
         """The generated notes as (n, 5) rows on the piece's 12-TPQ time line."""
+        p = self.piece
         notes = notes_of_tokens(ctx.tok, np.concatenate([self._prefix, self.middle_tokens(ctx, generated)]))
-        notes[:, 0] += int(self.piece.bar_ticks[self.a])
+        notes[:, 0] += int(p.bar_ticks[self.a])
+        end = int(p.bar_ticks[self.b]) if self.b < p.n_bars else p.end_tick(ctx.tok)
+        # The duration fit assumes the current meter holds to the end; with a shorter bar later in the span a
+        # note could ring past it: cut it at the span's end (the next kept bar line).
+        notes[:, 1] = np.minimum(notes[:, 1], end - notes[:, 0])
         return notes
 
     def span_ticks(self, ctx: TaskContext) -> tuple[int, int]:
