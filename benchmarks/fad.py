@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--embedders", default="classic,align")
+    ap.add_argument("--align-checkpoint", default=None, help="align embedder weights (default: the shipped ones)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over files for the intervals")
     ap.add_argument("--work", default="/tmp/acemusic-bench-fad")
     ap.add_argument("--out", default="benchmarks/results/fad.json")
@@ -163,7 +164,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for emb_name in args.embedders.split(","):
         try:
-            emb = get_embedder(emb_name)
+            emb = get_embedder(emb_name, args.align_checkpoint if emb_name == "align" else None)
         except InputError as e:
             results[emb_name] = {"error": str(e)}
             print(f"{emb_name}: {e}")
@@ -216,7 +217,8 @@ def main() -> None:
     report = {
         "command": f"python benchmarks/fad.py --data {args.data} --n {args.n} --bars {args.bars} "
                    f"--seconds {args.seconds:g} --seed {args.seed} --embedders {args.embedders} "
-                   f"--bootstrap {args.bootstrap}",
+                   f"--bootstrap {args.bootstrap}" + (f" --align-checkpoint {args.align_checkpoint}"
+                                                 if args.align_checkpoint else ""),
         "note": "generated MIDI and renders are cached under --work: timings cover only what this run computed",
         "sets": {name: len(files) for name, files in sets.items()},
         "reference_pieces": [metas[i]["id"] for i in ref_idx],

@@ -137,3 +137,12 @@ def test_align_embedder_windows_and_errors(tmp_path):
     assert emb.embed(with_silence, 16000).shape == (2, 16)  # the silent first window is dropped
     assert emb.embed(y[:8000], 16000).shape == (1, 16)  # shorter than a window: one segment
     assert emb.embed(y[::2].copy(), 8000).shape == (2, 16)  # resampled on the way in
+    d = tmp_path / "clips"
+    d.mkdir()
+    for i in range(3):
+        _write(d / f"{i}.wav", np.roll(y, 4000 * i), sr=16000)
+    runner = CliRunner()
+    r = runner.invoke(app, ["fad", str(d), str(d), "--embedder", "align", "--checkpoint", str(ckpt)])
+    assert r.exit_code == 0 and "FAD (align) = 0.0000" in r.output and "128 dims" not in r.output, r.output
+    r = runner.invoke(app, ["fad", str(d), str(d), "--checkpoint", str(ckpt)])
+    assert r.exit_code == 1 and "no weights" in r.output

@@ -1,6 +1,6 @@
 """`acemusic fad`: Fréchet audio distance between two folders of audio (acemusic.eval.fad).
 
-    acemusic fad generated/ reference/ [--embedder classic|align] [--out fad.json] [--force]
+    acemusic fad generated/ reference/ [--embedder classic|align] [--checkpoint DIR] [--out fad.json] [--force]
 
 DIR_B is the reference: with the classic features every dimension is scaled by its spread over DIR_B, so
 distances to the same reference are comparable. Unreadable or silent files are skipped and listed.
@@ -24,6 +24,8 @@ def fad_cmd(
     dir_b: Annotated[Path, typer.Argument(help="Reference folder of audio.")],
     embedder: Annotated[str, typer.Option(help="Embedding: classic (librosa features) or align (shared "
                                                "symbolic-audio embedding).")] = "classic",
+    checkpoint: Annotated[Path | None, typer.Option(help="Weights of the align embedder (default: "
+                                                          "checkpoints/acemusic-align).")] = None,
     max_seconds: Annotated[float, typer.Option(help="Use at most this many seconds of each file.")] = 600.0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the result as JSON here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
@@ -39,7 +41,7 @@ def fad_cmd(
             raise AcemusicError(f"--max-seconds must be > 0, got {max_seconds}")
         if out is not None:
             check_writable(out, force)
-        res = fad_dirs(dir_a, dir_b, embedder=get_embedder(embedder), max_seconds=max_seconds)
+        res = fad_dirs(dir_a, dir_b, embedder=get_embedder(embedder, checkpoint), max_seconds=max_seconds)
     except AcemusicError as e:
         fail(str(e))
     for s in res.skipped:

@@ -170,12 +170,17 @@ class AlignEmbedder:
         return np.asarray(self._align.embed_audio(windows, sr=self.sr, model=self.model), np.float64)
 
 
-EMBEDDERS: dict[str, Callable[[], Embedder]] = {"classic": ClassicEmbedder, "align": AlignEmbedder}
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {"classic": ClassicEmbedder, "align": AlignEmbedder}
 
 
-def get_embedder(name: str) -> Embedder:
+def get_embedder(name: str, checkpoint: str | Path | None = None) -> Embedder:
+    """An embedder by name; `checkpoint` is the weights directory of a learned one (align: default shipped)."""
     if name not in EMBEDDERS:
         raise InputError("--embedder", f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
+    if name == "align":
+        return AlignEmbedder(checkpoint)
+    if checkpoint is not None:
+        raise InputError("--checkpoint", f"the {name} embedder has no weights to load")
     return EMBEDDERS[name]()
 
 
