@@ -291,3 +291,14 @@ def test_align_cli_train_eval_export_embed(tmp_path):
     assert np.load(emb).shape == (2, AlignConfig().d_embed)
     r = runner.invoke(app, ["align", "eval", "--data", str(tmp_path / "nodir"), "--checkpoint", str(ship)])
     assert r.exit_code == 1 and "not an excerpt directory" in r.output
+
+
+def test_same_group_recall():
+    from acemusic.audio.align_train import same_group_recall
+
+    sim = np.array([[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    # groups {0, 1} and {2, 3}: row 0's distractor 2 is in the other group, so within its group row 0 is right
+    r1, chance, n = same_group_recall(sim, [("a",), ("a",), ("b",), ("b",)], 1)
+    assert (r1, chance, n) == (1.0, 0.5, 4)
+    r1, _, _ = same_group_recall(sim, [("a",)] * 4, 1)
+    assert r1 == 0.75  # one group: row 0 loses to column 2

@@ -65,6 +65,7 @@ class Pairs:
     tokens: list[list[int]]
     mels: list[torch.Tensor]  # (n_mels, frames) each
     pieces: list[str]
+    programs: list[tuple[int, ...]] = field(default_factory=list)  # the re-drawn GM programs of each excerpt
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,15 +76,16 @@ def load_pairs(dirs: list[str] | str, cfg: AlignConfig) -> Pairs:
     from acemusic.audio.io import load_audio
 
     dirs = [dirs] if isinstance(dirs, str) else dirs
-    toks, mels, pieces = [], [], []
+    toks, mels, pieces, progs = [], [], [], []
     for d in dirs:
         for row in read_index(d):
             toks.append(row["tokens"])
+            progs.append(tuple(row.get("programs", ())))
             mels.append(audio_features(load_audio(Path(d) / row["wav"], sr=cfg.sr).samples, cfg))
             pieces.append(row["piece"])
     if not toks:
         raise InputError(",".join(dirs), "no excerpts")
-    return Pairs(toks, mels, pieces)
+    return Pairs(toks, mels, pieces, progs)
 
 
 def spec_augment(mel: torch.Tensor, rng: np.random.Generator, cfg: AlignTrainConfig) -> torch.Tensor:
@@ -134,8 +136,33 @@ def retrieval_metrics(s: np.ndarray, a: np.ndarray) -> dict:
             "median_rank_sym_to_audio": float(np.median((sim > np.diag(sim)[:, None]).sum(1)) + 1)}
 
 
+def same_group_recall(sim: np.ndarray, groups: list, k: int) -> tuple[float, float, int]:
+    """Recall@k when each query's candidates are only the pairs of its own group (e.g. the same instruments), over
+    queries whose group has more than k members; returns (recall, chance, number of such queries)."""
+    keys = np.array([hash(g) for g in groups])
+    hits, chance, n = [], [], 0
+    for i in range(len(sim)):
+        cand = np.flatnonzero(keys == keys[i])
+        if len(cand) <= k:
+            continue
+        row = sim[i, cand]
+        own = row[np.flatnonzero(cand == i)[0]]
+        hits.append(float((row > own).sum() < k))
+        chance.append(k / len(cand))
+        n += 1
+    return (float(np.mean(hits)) if n else float("nan")), (float(np.mean(chance)) if n else float("nan")), n
+
+
 def evaluate_retrieval(model: AlignModel, directory: str) -> dict:
-    return retrieval_metrics(*embed_pairs(model, load_pairs(directory, model.cfg)))
+    """retrieval_metrics over all pairs, plus recall@1 among pairs that share the same instruments: timbre alone
+    cannot find the answer there, so it measures what the embedding reads of pitch and rhythm."""
+    pairs = load_pairs(directory, model.cfg)
+    s, a = embed_pairs(model, pairs)
+    res = retrieval_metrics(s, a)
+    if pairs.programs:
+        r1, ch, n = same_group_recall(s @ a.T, pairs.programs, 1)
+        res["same_instruments"] = {"sym_to_audio_r@1": r1, "chance_r@1": ch, "n_queries": n}
+    return res
 
 
 def train_align(cfg: AlignTrainConfig, log=print) -> AlignModel:
