@@ -8,9 +8,9 @@ sides interleaved, and the median is reported. MidiTok is configured to keep the
 (REMI+). Information check: per file, the (onset, pitch, duration, program) note tables after each side's round
 trip are compared.
 
-    .venv/bin/python benchmarks/tokenize.py                    # music21 corpus files, cached as MIDI once
-    .venv/bin/python benchmarks/tokenize.py --midi-dir DIR     # your own MIDI files
-    .venv/bin/python benchmarks/tokenize.py --profile          # add a cProfile of our encode/decode
+    .venv/bin/python benchmarks/tokenizer_speed.py                    # music21 corpus files, cached as MIDI once
+    .venv/bin/python benchmarks/tokenizer_speed.py --midi-dir DIR     # your own MIDI files
+    .venv/bin/python benchmarks/tokenizer_speed.py --profile          # add a cProfile of our encode/decode
 
 Writes benchmarks/results/tokenize.json. Corpus MIDI files are cached in ~/.cache/acemusic/bench-tokenize/
 (local only: the Essen tunes are licensed for non-commercial use within music21).
