@@ -14,7 +14,7 @@ from acemusic.eval.baselines.ngram import KneserNeyLM
 from acemusic.eval.baselines.ngram_session import NgramSession
 from acemusic.eval.baselines.sampler import sample_constrained
 from acemusic.eval.baselines.unigram import UnigramLM
-from acemusic.eval.suite import _TokContext
+from acemusic.eval.suite import ModelFreeContext
 from acemusic.generate.constraints import Controls, Grammar, GrammarState
 from acemusic.generate.prompt import PromptSpec
 from acemusic.generate.tasks.compose import ComposeTask
@@ -39,7 +39,7 @@ def train(tok) -> list[np.ndarray]:
 def _request(tok, bars=4, meter=(3, 4), tempo=90.0, instruments=(40,)):
     spec = PromptSpec(text="x", key=2, mode="minor", tempo=tempo, meter=meter, instruments=instruments)
     task = ComposeTask(spec, bars=bars)
-    return task, task.build(_TokContext(tok))
+    return task, task.build(ModelFreeContext(tok))
 
 
 @pytest.mark.parametrize("kind", ["unigram", "kneser-ney"])
@@ -60,7 +60,7 @@ def test_sampled_baselines_obey_the_controls(tok, train, kind) -> None:
         assert {round(t.qpm) for t in score.tempos} == {round(float(tok.vocab.tempo_bins[tok.vocab.tempo_bin(90)]))}
         assert {int(t.program) for t in score.tracks if t.note_num()} <= {40}
         again = sample_constrained(lm.session() if kind == "unigram" else NgramSession(lm), req.prompt,
-                                   task.controls(_TokContext(tok)), g, seed=seed,
+                                   task.controls(ModelFreeContext(tok)), g, seed=seed,
                                    max_new_tokens=task.max_new_tokens())
         assert np.array_equal(ids, again)  # same seed, same piece
 

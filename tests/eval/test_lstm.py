@@ -20,7 +20,7 @@ from acemusic.eval.baselines.lstm import (
     train_lstm,
 )
 from acemusic.eval.baselines.sampler import sample_constrained
-from acemusic.eval.suite import _TokContext
+from acemusic.eval.suite import ModelFreeContext
 from acemusic.generate.constraints import Grammar, GrammarState
 from acemusic.generate.prompt import PromptSpec
 from acemusic.generate.tasks.compose import ComposeTask
@@ -96,7 +96,7 @@ def test_session_matches_full_forward_and_samples_valid_pieces(tok, trained, seq
     assert np.allclose(sess.probs(), full, atol=1e-6)
 
     task = ComposeTask(PromptSpec(key=0, mode="major", tempo=120.0, meter=(4, 4), instruments=(73,)), bars=3)
-    req = task.build(_TokContext(tok))
+    req = task.build(ModelFreeContext(tok))
     g = Grammar(tok.vocab)
     ids = sample_constrained(LSTMSession(model), req.prompt, req.controls, g, seed=0,
                              max_new_tokens=task.max_new_tokens())

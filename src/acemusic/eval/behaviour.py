@@ -157,7 +157,7 @@ def continue_piece(res: Resources, system: str, given: symusic.Score, bars: int,
 
 
 def compose_prompt(res: Resources, system: str, text: str, bars: int, seed: int):
-    from acemusic.eval.suite import _TokContext
+    from acemusic.eval.suite import ModelFreeContext
     from acemusic.generate.prompt import parse_prompt
     from acemusic.generate.tasks.compose import ComposeTask
 
@@ -170,7 +170,7 @@ def compose_prompt(res: Resources, system: str, text: str, bars: int, seed: int)
     from acemusic.eval.baselines.sampler import sample_constrained
 
     tok = res.get("tok")
-    req = task.build(_TokContext(tok))
+    req = task.build(ModelFreeContext(tok))
     ids = sample_constrained(res.session(system), req.prompt, req.controls, res.get("grammar"), seed=seed,
                              max_new_tokens=task.max_new_tokens())
     return tok.decode(np.concatenate([req.prompt, ids]))

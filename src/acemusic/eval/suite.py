@@ -98,7 +98,7 @@ def make_prompts(data: str | Path, n: int, bars: int = 8, seed: int = 0, split: 
     return out
 
 
-class _TokContext:
+class ModelFreeContext:
     """What `ComposeTask.build/controls` read from a TaskContext, without a model (for the baselines)."""
 
     def __init__(self, tok: Tokenizer) -> None:
@@ -290,7 +290,7 @@ class Generator:
             from acemusic.eval.baselines.sampler import sample_constrained
 
             task = ComposeTask(p.spec, bars=p.bars)
-            req = task.build(_TokContext(tok))
+            req = task.build(ModelFreeContext(tok))
             ids = sample_constrained(res.session(system), req.prompt, req.controls, res.get("grammar"), seed=p.seed,
                                      max_new_tokens=task.max_new_tokens())
             return tok.decode(np.concatenate([req.prompt, ids]))
