@@ -144,6 +144,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "harmonize.json")
     ap.add_argument("--task", choices=("harmonize", "accompany"), default="harmonize")
+    ap.add_argument("--melody-program", type=int, default=40,
+                    help="program of the melody in the token stream (52 = choir, as the corpus encodes Bach)")
+    ap.add_argument("--only", nargs="+", default=None, help="model variants to run (default: all four)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.task == "accompany":
@@ -164,6 +167,8 @@ def main() -> None:
     # name -> (look-ahead candidates per bar, consonance prior)
     variants = {"model_plain": (1, 0.0), "model_rerank": (args.lookahead, 0.0),
                 "model_consonance": (1, args.consonance), "model_consonance_rerank": (args.lookahead, args.consonance)}
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only}
     systems: dict[str, list[dict]] = {"bach": [], "rule_based": [], **{k: [] for k in variants}}
     per_piece = []
     seconds = dict.fromkeys(variants, 0.0)
@@ -174,6 +179,7 @@ def main() -> None:
             "held_out": "music21 Bach chorales with 4 parts whose id hashes into the test split (data.build.split_of)",
             "complete": done, "pieces": [p["id"] for p in per_piece],
             "seeds": args.seeds, "lookahead_k": args.lookahead, "consonance": args.consonance, "cfg": args.cfg,
+            "melody_program": args.melody_program,
             "variants": {k: {"lookahead": a, "consonance": c} for k, (a, c) in variants.items()},
             "model": str(bundle.path), "quantize": bundle.engine.quantize,
             "summary": {name: pooled(rs) for name, rs in systems.items() if rs},
@@ -205,7 +211,8 @@ def main() -> None:
         for name, (k, cons) in variants.items():
             runs = []
             for seed in args.seeds:
-                task = HarmonizeTask(tok, score, sop_track, "chorale", lookahead=k, consonance=cons)
+                task = HarmonizeTask(tok, score, sop_track, "chorale", lookahead=k, consonance=cons,
+                                     melody_program=args.melody_program)
                 t0 = time.time()
                 out = task.run(bundle.ctx, SamplingConfig(cfg=args.cfg), seed=seed)
                 seconds[name] += time.time() - t0

@@ -44,6 +44,10 @@ def test_accompany_keeps_the_melody_and_adds_only_the_asked_instruments(bundle, 
     given = [n for n in task.last_state.played if n.given]
     assert len(given) == bach.tracks[0].note_num()  # forced in the token stream, not only copied
     assert sum(t.note_num() for t in out.tracks[1:]) == sum(not n.given for n in task.last_state.played)
+    played = sorted((n.onset, n.pitch, int(tok.vocab.velocity_value(n.velocity))) for n in task.last_state.played
+                    if not n.given)
+    written = sorted((n.time, n.pitch, n.velocity) for t in out.tracks[1:] for n in t.notes)
+    assert written == played  # velocity bins written back as MIDI velocities
 
 
 def test_accompany_keeps_every_track_of_a_band(bundle, tok):

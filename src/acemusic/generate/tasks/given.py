@@ -170,12 +170,13 @@ class GivenTask(Task):
             raise RuntimeError(f"forced decoding stopped early: {got} of {want} given notes emitted")
         self.last_state = st
         out = sub_score(self.source, self.kept_tracks)
-        for tr in self.new_tracks([n for n in st.played if not n.given]):
+        vel = ctx.tok.vocab.velocity_value  # velocity bins back to MIDI velocities
+        for tr in self.new_tracks([n._replace(velocity=int(vel(n.velocity))) for n in st.played if not n.given]):
             out.tracks.append(tr)
         return out
 
     def new_tracks(self, notes: list[PlayedNote]) -> list[symusic.Track]:
-        """New notes -> tracks (default: one per program)."""
+        """New notes (velocities in MIDI units) -> tracks (default: one per program)."""
         out = []
         for p in sorted({n.program for n in notes}):
             sel = [n for n in notes if n.program == p]
@@ -183,11 +184,11 @@ class GivenTask(Task):
         return out
 
 
-def make_track(name: str, program: int, notes: list[PlayedNote], vocab=None) -> symusic.Track:
-    """A symusic Track from played notes (velocity bins back to MIDI velocities, 16 bins of 8)."""
+def make_track(name: str, program: int, notes: list[PlayedNote]) -> symusic.Track:
+    """A symusic Track from played notes whose velocities are MIDI velocities."""
     tr = symusic.Track(name, 0 if program == DRUMS else program, program == DRUMS)
     if notes:
-        a = np.asarray([(n.onset, n.duration, n.pitch, n.velocity * 8 + 4) for n in notes], np.int64)
+        a = np.asarray([(n.onset, n.duration, n.pitch, n.velocity) for n in notes], np.int64)
         a = a[np.lexsort((a[:, 2], a[:, 0]))]
         tr.notes = symusic.core.NoteTickList.from_numpy(a[:, 0].astype(np.int32), a[:, 1].astype(np.int32),
                                                         a[:, 2].astype(np.int8), a[:, 3].astype(np.int8))
