@@ -13,8 +13,10 @@ starting at (bars - m) // 2, so both sides keep at least m bars.
    - no context (`prefix FillStart Sep middle FillEnd`).
    The scored tokens are the same in all three (the middle is self-contained); FillEnd is scored separately.
    The prefix is the piece's metadata tags (style, key, mode, density, instruments); text = null memory.
-2. For `--gen-pieces` pieces spread evenly over the split: fill the span with `InfillTask` (the product path:
-   Bundle defaults, seed 0), and again with the left side only (`right_bars=0`), and compare the filled bars
+   Also the log-linear mixes w * both + (1 - w) * left (what `InfillTask.right_weight` decodes from).
+2. For `--gen-pieces` pieces spread evenly over the split: fill the span as `Bundle.infill` does (`infill_spans`,
+   defaults, seed 0), with the plain FIM prompt (`right_weight=1`) and with the left side only (`right_bars=0`),
+   and compare the filled bars
    with the original bars: pitch-class histogram overlap (duration weighted), onset-position-in-bar histogram
    overlap (rhythm), note-count ratio, and the pitch jump at the two seams (last note before / first note
    after the span, top voice) against the original's.
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+MIX_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def windows(ds, tok, seq_len: int = 512):
@@ -82,7 +85,7 @@ def middle_nll(model, tok, prefix, w, a, b) -> dict:
     left_only = tok.slice_bars(w, 0, b)
     middle_only = tok.slice_bars(w, a, b)
     out = {}
-    mids = []
+    mids, lps = [], {}
     for name, body, aa, bb in (("both", w, a, b), ("left", left_only, a, b), ("none", middle_only, 0, b - a)):
         ids, bar, pos, glob, (_, sep) = fim_sequence(tok, prefix, body, aa, bb)
         if name == "none":  # keep the middle's true bar numbers (bar count a before it), as in the other two
@@ -94,9 +97,14 @@ def middle_nll(model, tok, prefix, w, a, b) -> dict:
         nll = -logp[:-1].gather(1, tgt[:, None])[:, 0].numpy()  # nll[k] = -log p(ids[k+1] | ids[:k+1])
         mid = np.arange(sep + 1, len(ids) - 1)  # middle tokens (FillEnd is the last id)
         mids.append(ids[mid])
+        lps[name] = logp[mid - 1]
         out[name] = float(nll[mid - 1].sum())
         out[name + "_fillend"] = float(nll[len(ids) - 2])
     assert all(np.array_equal(mids[0], x) for x in mids[1:]), "middle tokens differ between contexts"
+    tgt = torch.from_numpy(mids[0])[:, None]
+    for w in MIX_WEIGHTS:  # log-linear mix of both-sides and left-only predictions (InfillTask.right_weight)
+        mix = torch.log_softmax(w * lps["both"] + (1 - w) * lps["left"], -1)
+        out[f"mix{w:g}"] = float(-mix.gather(1, tgt).sum())
     out["n_tokens"] = len(mids[0])
     out["bars_in_window"] = n
     return out
@@ -180,7 +188,7 @@ def main() -> None:
     from acemusic.errors import InputError
     from acemusic.generate.sampling import SamplingConfig
     from acemusic.generate.tasks.base import run_task
-    from acemusic.generate.tasks.infill import InfillTask
+    from acemusic.generate.tasks.infill import InfillTask, infill_spans
     from acemusic.generate.tasks.io import load_piece, note_table
 
     t_start, cpu_start = time.time(), time.process_time()
@@ -201,13 +209,15 @@ def main() -> None:
         rows.append(r)
         if k % 50 == 0:
             print(f"nll {k}/{len(usable)} {time.time() - t_start:.0f}s", flush=True)
-    tot = {c: sum(r[c] for r in rows) for c in ("both", "left", "none")}
+    conds = ("both", "left", "none", *(f"mix{w:g}" for w in MIX_WEIGHTS))
+    tot = {c: sum(r[c] for r in rows) for c in conds}
     n_tok = sum(r["n_tokens"] for r in rows)
     nll = {c: tot[c] / n_tok for c in tot}
     fillend = {c: float(np.mean([r[c + "_fillend"] for r in rows])) for c in ("both", "left", "none")}
     wins = float(np.mean([r["both"] < r["left"] for r in rows]))
     print(f"NLL/token of the true middle: both {nll['both']:.4f}, left only {nll['left']:.4f}, none "
-          f"{nll['none']:.4f} ({n_tok} tokens, {len(rows)} pieces); both < left in {wins:.1%} of pieces", flush=True)
+          f"{nll['none']:.4f}, mixes {[round(nll[c], 4) for c in conds[3:]]} ({n_tok} tokens, {len(rows)} pieces); "
+          f"both < left in {wins:.1%} of pieces", flush=True)
 
     gen_idx = np.unique(np.linspace(0, len(usable) - 1, min(args.gen_pieces, len(usable))).round().astype(int))
     gen_rows, skipped = [], []
@@ -231,14 +241,17 @@ def main() -> None:
             print(f"skip piece {i}: {e}", flush=True)
             skipped.append({"piece": i, "reason": str(e)})
             continue
+        del task
         t0 = time.time()
-        filled = note_table(run_task(task, bundle.ctx, sampling, seed=args.seed))[:, :5]
+        filled = note_table(infill_spans(bundle.ctx, piece, [(a, b)], sampling=sampling, seed=args.seed))[:, :5]
         secs = time.time() - t0
+        fim = note_table(run_task(InfillTask(piece, a, b, right_weight=1.0), bundle.ctx, sampling,
+                                  seed=args.seed))[:, :5]
         left_only = note_table(run_task(InfillTask(piece, a, b, right_bars=0), bundle.ctx, sampling,
                                         seed=args.seed))[:, :5]
         m = b - a
         kept = orig[(orig[:, 0] < lo) | (orig[:, 0] >= hi)]
-        cands = {"model": filled, "model_left_only": left_only,
+        cands = {"model": filled, "model_fim_only": fim, "model_left_only": left_only,
                  "copy_left": np.concatenate([kept, copy_bars(orig, bt, a, b, -m)]),
                  "copy_right": np.concatenate([kept, copy_bars(orig, bt, a, b, m)])}
         row = {"piece": i, "a": a, "b": b, "seconds": secs, "orig_notes": len(_in(orig, lo, hi)),
@@ -268,12 +281,14 @@ def main() -> None:
         "nll_per_token": nll, "nll_fillend_mean": fillend, "middle_tokens": n_tok, "nll_pieces": len(rows),
         "pieces_where_both_beats_left": wins,
         "right_context_gain_pct": 100.0 * (nll["left"] - nll["both"]) / nll["left"],
+        "mix_gain_pct": {c: 100.0 * (nll["left"] - nll[c]) / nll["left"] for c in conds[3:]},
+        "pieces_where_mix0.5_beats_left": float(np.mean([r["mix0.5"] < r["left"] for r in rows])),
         "gen_pieces": len(gen_rows),
         "similarity": {name: {key: {"mean": mean(name, key), "sem": sem(name, key)}
                               for key in ("pc_overlap", "rhythm_overlap", "count_ratio")}
-                       for name in ("model", "model_left_only", "copy_left", "copy_right")},
-        "seam_jump_semitones": {name: seam(name) for name in ("orig", "model", "model_left_only", "copy_left",
-                                                              "copy_right")},
+                       for name in ("model", "model_fim_only", "model_left_only", "copy_left", "copy_right")},
+        "seam_jump_semitones": {name: seam(name) for name in ("orig", "model", "model_fim_only", "model_left_only",
+                                                              "copy_left", "copy_right")},
         "gen_skipped": skipped,
         "outside_identical_all": all(r["model"]["outside_identical"] for r in gen_rows),
         "gen_seconds_mean": float(np.mean([r["seconds"] for r in gen_rows])) if gen_rows else 0.0,

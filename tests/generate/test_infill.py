@@ -196,3 +196,24 @@ def test_left_side_only(bundle):
     ids = req.prompt.tolist()
     assert ids[-2:] == [v.id("FillStart"), v.id("Sep")]  # no suffix: the training case of a middle at the end
     assert len(InfillTask(piece, 3, 6, right_bars=1).build(bundle.ctx).prompt) > len(ids)
+
+
+def test_mixture_path(bundle):
+    """The default fill decodes from the both-sides / left-only mix; weight 1 on a single FIM row samples what
+    the engine samples for that prompt (same seed, no guidance)."""
+    from acemusic.generate.sampling import SamplingConfig
+    from acemusic.generate.tasks.mixture import mixture_decode
+
+    tok = bundle.tokenizer
+    piece = load_piece(tok, FIXTURES / "bach_bwv66_6.mid")
+    task = InfillTask(piece, 3, 5)
+    req = task.build(bundle.ctx)
+    assert task.mixes() and not InfillTask(piece, 3, 5, right_weight=1.0).mixes()
+    engine_ids = bundle.engine.generate([req], SamplingConfig(top_p=0.95), seed=3, max_new_tokens=600)[0]
+    state = task.new_state(bundle.ctx)
+    mixed_ids = mixture_decode(bundle.ctx, [req], [task.a - task.window[0]], [1.0], state,
+                               SamplingConfig(top_p=0.95), 3, 600)
+    assert np.array_equal(engine_ids, mixed_ids)
+    prompt, gen = task.decode_mixture(bundle.ctx, SamplingConfig(top_p=0.95, cfg=1.5), seed=0)
+    assert gen[-2:].tolist() == [tok.vocab.id("FillEnd"), tok.vocab.eos] and (gen == tok.vocab.bar).sum() == 2
+    _check_spans(piece, task.finish(bundle.ctx, prompt, gen), tok, [(3, 5)])

@@ -25,16 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import symusic
-import torch
 
 from acemusic.errors import InputError
 from acemusic.generate.constraints import Controls
 from acemusic.generate.engine import Request
 from acemusic.generate.prompt import check_bars
-from acemusic.generate.sampling import SamplingConfig, filter_logits, sample_next
+from acemusic.generate.sampling import SamplingConfig
 from acemusic.generate.tasks.base import TaskContext
 from acemusic.generate.tasks.infill import TRAIN_WINDOW, FillState, InfillTask, fim_window
 from acemusic.generate.tasks.io import Piece, load_piece, note_table, pitch_ranges
+from acemusic.generate.tasks.mixture import mixture_decode
 from acemusic.tokenizer import Conditions, Tokenizer
 from acemusic.tokenizer.vocab import TPQ
 
@@ -139,70 +139,6 @@ def opening_request(tok: Tokenizer, piece: Piece, bars: int, insts: tuple[int, .
         a = b = piece.n_bars - lo
     ids, bar_idx, pos, glob, _ = fim_sequence(tok, prefix, window, a, b, with_middle=False)
     return Request(ids, structure=(bar_idx, pos, glob)), a
-
-
-def mixture_decode(ctx: TaskContext, reqs: list[Request], offsets: list[int], weights: list[float],
-                   state: FillState, sampling: SamplingConfig, seed: int, max_new_tokens: int,
-                   on_step=None) -> np.ndarray:
-    """Sample one sequence from the log-linear mixture of the model under several prompts (one KV cache each,
-    prompts of any length). `state` is the shared grammar state; row r sees bar numbers offset by offsets[r].
-    Torch threads as the engine picks them (`Engine.decode_threads`), restored afterwards."""
-    from acemusic.generate.engine import auto_threads
-
-    threads = torch.get_num_threads()
-    want = auto_threads() if ctx.engine.decode_threads == "auto" else ctx.engine.decode_threads
-    if want:
-        torch.set_num_threads(int(want))
-    try:
-        return _mixture_decode(ctx, reqs, offsets, weights, state, sampling, seed, max_new_tokens, on_step)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@torch.inference_mode()
-def _mixture_decode(ctx: TaskContext, reqs: list[Request], offsets: list[int], weights: list[float],
-                    state: FillState, sampling: SamplingConfig, seed: int, max_new_tokens: int,
-                    on_step=None) -> np.ndarray:
-    from acemusic.generate.engine import Step
-
-    eng = ctx.engine
-    model, dev = eng.model, eng.device
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    caches, logits = [], []
-    for r in reqs:
-        ids = torch.as_tensor(np.asarray(r.prompt, np.int64), device=dev)[None]
-        bar, pos, glob = (torch.as_tensor(np.asarray(x), device=dev)[None] for x in r.structure)
-        cache = model.new_cache(1, max_global=int(np.asarray(r.structure[2]).sum()) + state.c.n_bars + 16,
-                                device=dev)
-        logits.append(model.prefill(ids, bar.long(), pos.long(), glob.bool(), None, None, cache)[0])
-        caches.append(cache)
-    w = torch.tensor(weights, dtype=torch.float32)
-    out: list[int] = []
-    for step in range(max_new_tokens):
-        if not state.closing and max_new_tokens - step <= state.c.n_bars - state.bar_index + 8:
-            state.closing = True
-        lp = torch.stack([torch.log_softmax(x.float(), -1) for x in logits])  # (R, V)
-        mixed = (w[:, None] * lp).sum(0, keepdim=True)
-        mask = torch.from_numpy(state.allowed())[None]
-        bias = state.bias()
-        if bias is not None:
-            mixed = mixed + torch.from_numpy(bias)[None]
-        mixed = filter_logits(mixed.masked_fill(~mask, float("-inf")), sampling)
-        t = int(sample_next(mixed, gen, greedy=sampling.temperature == 0.0)[0])
-        if not mask[0, t]:  # float rounding at the top of the CDF
-            t = int(np.flatnonzero(mask[0].numpy())[0])
-        state.advance(t)
-        out.append(t)
-        if on_step is not None:
-            on_step(Step(step, np.array([t]), np.array([state.done]), [], [state]))
-        if state.done:
-            break
-        bar, pos, glob = state.structure
-        bar -= state.offset  # each row adds its own offset
-        logits = [model.decode_step(torch.tensor([t], device=dev), torch.tensor([bar + off], device=dev),
-                                    torch.tensor([pos], device=dev), torch.tensor([glob], device=dev), cache)[0]
-                  for cache, off in zip(caches, offsets, strict=True)]
-    return np.asarray(out, np.int64)
 
 
 def _tempo_bin(tok: Tokenizer, bin_a: int, bin_b: int, w: float) -> int:
