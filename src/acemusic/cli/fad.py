@@ -2,8 +2,8 @@
 
     acemusic fad generated/ reference/ [--embedder classic|align] [--checkpoint DIR] [--out fad.json] [--force]
 
-DIR_B is the reference: with the classic features every dimension is scaled by its spread over DIR_B, so
-distances to the same reference are comparable. Unreadable or silent files are skipped and listed.
+DIR_B is the reference: every embedding dimension is scaled by its spread over DIR_B, so distances to the same
+reference are comparable. Unreadable or silent files are skipped and listed.
 """
 
 from __future__ import annotations

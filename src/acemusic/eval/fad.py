@@ -19,9 +19,12 @@ sizes. Embedders turn one mono clip into (n_segments, d) vectors; every segment 
   (MFCC 0 spans hundreds, flatness one), so before the distance every dimension is divided by its standard
   deviation over the reference set B: each feature counts about equally, and FADs against the same reference are
   comparable (the distance is then not symmetric in A and B).
-`align`: the audio encoder of the shared symbolic-audio embedding (acemusic.audio.align) when it is installed.
+`align`: the audio encoder of the shared symbolic-audio embedding (acemusic.audio.align, checkpoint
+  checkpoints/acemusic-align): one 128-d unit vector per 6 s window.
+The reference-std scaling is applied for every embedder (`fad_dirs`), so numbers of both embedders are on a
+similar, unitless scale; `fad_from_embeddings(..., standardize=False)` gives the raw distance.
 
-Test: `pytest tests/eval/... tests/audio/test_fad.py`.
+Test: `pytest tests/audio/test_fad.py`.
 """
 
 from __future__ import annotations
