@@ -8,7 +8,7 @@ answers that same request:
 
 | system | what it is |
 | --- | --- |
-| `acemusic` | the checkpoint, `ComposeTask` through the engine (int8 decoding, top-p 0.95, guidance 1.5) |
+| `acemusic` | the checkpoint, `ComposeTask` through the engine (int8, top-p 0.95, guidance 1.5), one sample |
 | `lstm` | `baselines.lstm` trained on the same train tokens, sampled under the same grammar and controls |
 | `kneser-ney` | `baselines.ngram` 5-gram fit on train, same |
 | `unigram` | training token frequencies, same (the random baseline) |
