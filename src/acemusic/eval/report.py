@@ -68,7 +68,10 @@ class ReportConfig:
 
     def generation_settings(self) -> dict:
         """What cached generations depend on."""
-        return {"data": str(Path(self.data).resolve()), "checkpoint": str(self.checkpoint or "shipped"),
+        from acemusic.api import default_checkpoint
+
+        ckpt = Path(self.checkpoint) if self.checkpoint is not None else default_checkpoint()
+        return {"data": str(Path(self.data).resolve()), "checkpoint": str(ckpt.resolve()),
                 "lstm": str(self.lstm), "bars": self.bars, "seed": self.seed, "cfg": self.cfg, "top_p": self.top_p,
                 "quantize": self.quantize, "text": self.text}
 
