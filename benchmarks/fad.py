@@ -74,12 +74,12 @@ class KneserNeyComposer:
     def compose(self, prompt: str, bars: int, seed: int):
         from acemusic.eval.baselines.ngram_session import NgramSession
         from acemusic.eval.baselines.sampler import sample_constrained
-        from acemusic.eval.suite import _TokContext
+        from acemusic.eval.suite import ModelFreeContext
         from acemusic.generate.prompt import parse_prompt
         from acemusic.generate.tasks.compose import ComposeTask
 
         task = ComposeTask(parse_prompt(prompt), bars=bars)
-        req = task.build(_TokContext(self.tok))
+        req = task.build(ModelFreeContext(self.tok))
         ids = sample_constrained(NgramSession(self.lm), req.prompt, req.controls, self.grammar, seed=seed,
                                  max_new_tokens=task.max_new_tokens())
         return self.tok.decode(np.concatenate([req.prompt, ids]))
