@@ -69,5 +69,5 @@ def _infill(source, bars, prompt, out, wav, key, temperature, top_p, cfg, seed, 
         score = bundle.infill(piece.score, bars, prompt=prompt, key=key, temperature=temperature, top_p=top_p,
                               cfg=cfg, seed=seed, on_step=on_step)
     head = tc.write_outputs(bundle, score, out, wav, soundfont, force)
-    shown = ", ".join(f"{a + 1}-{b}" for a, b in spans)
+    shown = ", ".join(f"{a + 1}-{b}" if b > a + 1 else f"{b}" for a, b in spans)
     tc.echo(f"{head}: bars {shown} of {piece.n_bars} regenerated ({n_fill} bars), seed {seed}, {tc.elapsed(t0)}")
