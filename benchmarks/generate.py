@@ -140,8 +140,10 @@ def main() -> None:
     cfg = bundle.model.cfg
     V = len(bundle.tokenizer.vocab)
     gpt2 = gpt2_like(cfg, V)
-    ctxs = {"ours_fp32": bundle.ctx,
-            "ours_int8": TaskContext(Engine(bundle.model, bundle.tokenizer, quantize="int8"), bundle.embedder)}
+    int8 = Engine(bundle.model, bundle.tokenizer, quantize="int8")
+    int8_2t = Engine(bundle.model, bundle.tokenizer, quantize="int8", decode_threads=2)  # "auto" vs fixed 2 threads
+    ctxs = {"ours_fp32": bundle.ctx, "ours_int8": TaskContext(int8, bundle.embedder),
+            "ours_int8_2threads": TaskContext(int8_2t, bundle.embedder)}
     prompt = torch.from_numpy(bundle.tokenizer.cond_prefix(Conditions(instruments=(0,))))[None]
     n = args.tokens
     # GPT-2 runs at 1 and at 2 torch threads and is compared at its better setting; our engine picks its threads
