@@ -17,16 +17,9 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, fail
+from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
 from acemusic.errors import AcemusicError
 
-_Temp = Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")]
-_TopP = Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")]
-_Cfg = Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")]
-_Seed = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")]
-_Ckpt = Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")]
-_Wav = Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")]
-_Sf = Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")]
-_Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 _Look = Annotated[int, typer.Option("--lookahead", help="Candidate bars per bar, reranked against the upcoming "
                                                         "given notes (1 = off).")]
 _Prompt = Annotated[str | None, typer.Option("--prompt", help="Optional text: mood, style.")]
@@ -42,8 +35,8 @@ def accompany_cmd(
     lookahead: _Look = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="MIDI to write (default IN.accompanied.mid).")]
     = None,
-    wav: _Wav = None, temperature: _Temp = 1.0, top_p: _TopP = 0.95, cfg: _Cfg = 1.5, seed: _Seed = 0,
-    checkpoint: _Ckpt = None, soundfont: _Sf = None, force: _Force = False,
+    wav: Wav = None, temperature: Temperature = 1.0, top_p: TopP = 0.95, cfg: Cfg = 1.5, seed: Seed = 0,
+    checkpoint: Checkpoint = None, soundfont: SoundFont = None, force: Force = False,
 ) -> None:
     """Accompany: the given tracks are kept exactly, new instruments are generated around them."""
     t0 = time.perf_counter()
@@ -84,8 +77,8 @@ def infill_track_cmd(
     lookahead: _Look = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="MIDI to write (default IN.retracked.mid).")]
     = None,
-    wav: _Wav = None, temperature: _Temp = 1.0, top_p: _TopP = 0.95, cfg: _Cfg = 1.5, seed: _Seed = 0,
-    checkpoint: _Ckpt = None, soundfont: _Sf = None, force: _Force = False,
+    wav: Wav = None, temperature: Temperature = 1.0, top_p: TopP = 0.95, cfg: Cfg = 1.5, seed: Seed = 0,
+    checkpoint: Checkpoint = None, soundfont: SoundFont = None, force: Force = False,
 ) -> None:
     """Track infill: regenerate one track while every other track is kept exactly."""
     t0 = time.perf_counter()

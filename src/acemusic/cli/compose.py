@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, check_writable, fail
+from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
 from acemusic.errors import AcemusicError
 
 
@@ -36,21 +37,21 @@ def _describe(spec) -> str:
 def compose_cmd(
     prompt: Annotated[str, typer.Argument(help="What to compose, e.g. 'melancholic piano, slow, D minor'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")] = Path("song.mid"),
-    wav: Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")] = None,
+    wav: Wav = None,
     bars: Annotated[int, typer.Option("--bars", help="Number of bars (1-256).")] = 16,
     key: Annotated[str | None, typer.Option("--key", help="Key, e.g. 'D minor', 'C#', 'B flat major'.")] = None,
     tempo: Annotated[str | None, typer.Option("--tempo", help="Tempo in bpm, or a word: slow, fast...")] = None,
     meter: Annotated[str | None, typer.Option("--meter", help="Time signature, e.g. 3/4 or 6/8.")] = None,
     instruments: Annotated[str | None, typer.Option("--instruments", help="Comma-separated: piano,strings.")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
-    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 1.5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")] = 0,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
+    cfg: Cfg = 1.5,
+    seed: Seed = 0,
     candidates: Annotated[int, typer.Option("--candidates", help="With a key/mode asked: sample N in one batch, "
                                                                   "keep the best key fit (1 = off).")] = 4,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")] = None,
-    soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    checkpoint: Checkpoint = None,
+    soundfont: SoundFont = None,
+    force: Force = False,
 ) -> None:
     """Compose a new piece from a text prompt."""
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, fail
+from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
 from acemusic.errors import AcemusicError
 
 
@@ -27,21 +28,20 @@ def continue_cmd(
     = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="MIDI to write (default IN.continued.mid).")]
     = None,
-    wav: Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")] = None,
+    wav: Wav = None,
     key: Annotated[str | None, typer.Option("--key", help="Key of the continuation (default: the piece's).")]
     = None,
     tempo: Annotated[str | None, typer.Option("--tempo", help="New tempo from the first new bar.")] = None,
     meter: Annotated[str | None, typer.Option("--meter", help="New time signature from the first new bar.")]
     = None,
     instruments: Annotated[str | None, typer.Option("--instruments", help="Instruments that play on.")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
-    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 1.5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")] = 0,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")]
-    = None,
-    soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
+    cfg: Cfg = 1.5,
+    seed: Seed = 0,
+    checkpoint: Checkpoint = None,
+    soundfont: SoundFont = None,
+    force: Force = False,
 ) -> None:
     """Continue a piece: the input is kept note for note, then BARS new bars follow."""
     t0 = time.perf_counter()

@@ -13,12 +13,13 @@ import typer
 
 from acemusic.cli.app import check_writable, fail
 from acemusic.cli.eval import eval_app
+from acemusic.cli.options import Checkpoint
 from acemusic.errors import AcemusicError
 
 
 @eval_app.command("adherence")
 def adherence_cmd(
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")] = None,
+    checkpoint: Checkpoint = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the report as JSON here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for every prompt.")] = 0,
     bars: Annotated[int, typer.Option("--bars", min=1, max=256, help="Bars per piece.")] = 16,

@@ -19,13 +19,14 @@ import typer
 
 from acemusic.cli.app import fail
 from acemusic.cli.eval import eval_app
+from acemusic.cli.options import Checkpoint
 from acemusic.errors import AcemusicError
 
 
 @eval_app.command("report")
 def report_cmd(
     out: Annotated[Path, typer.Option("--out", help="Report folder (cached generations live here too).")],
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")] = None,
+    checkpoint: Checkpoint = None,
     data: Annotated[Path, typer.Option("--data", help="Dataset directory from `acemusic data build`.")] = Path(
         "data/m21"),
     n: Annotated[int, typer.Option("--n", min=1, help="Prompts (test pieces) per system.")] = 200,

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, fail
+from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
 from acemusic.errors import AcemusicError
 
 
@@ -34,15 +35,14 @@ def harmonize_cmd(
                                                                "upcoming melody (1 = off).")] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="MIDI to write (default IN.harmonized.mid).")]
     = None,
-    wav: Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
-    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 1.5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")] = 0,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")]
-    = None,
-    soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    wav: Wav = None,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
+    cfg: Cfg = 1.5,
+    seed: Seed = 0,
+    checkpoint: Checkpoint = None,
+    soundfont: SoundFont = None,
+    force: Force = False,
 ) -> None:
     """Harmonize a melody: kept exactly as the top voice; chorale voices or chords under it."""
     t0 = time.perf_counter()

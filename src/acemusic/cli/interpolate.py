@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, fail
+from acemusic.cli.options import Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
 from acemusic.errors import AcemusicError
 
 
@@ -28,15 +29,14 @@ def interpolate_cmd(
     steps: Annotated[int, typer.Option("--steps", help="Morph A -> B in this many steps (0 = a bridge).")] = 0,
     bridge_only: Annotated[bool, typer.Option("--bridge-only", help="Write the bridge without A and B.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")] = Path("interpolation.mid"),
-    wav: Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
+    wav: Wav = None,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
     cfg: Annotated[float, typer.Option("--cfg", help="Guidance scale for the bridge (1 = off).")] = 1.5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same music.")] = 0,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")]
-    = None,
-    soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    seed: Seed = 0,
+    checkpoint: Checkpoint = None,
+    soundfont: SoundFont = None,
+    force: Force = False,
 ) -> None:
     """Interpolate between two pieces: a bridge from A to B, or (--steps N) a morph sequence A -> B."""
     t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, fail
+from acemusic.cli.options import Cfg, Checkpoint, Force, SoundFont, Temperature, TopP
 from acemusic.errors import AcemusicError
 
 
@@ -30,14 +31,13 @@ def vary_cmd(
     = None,
     wav: Annotated[bool, typer.Option("--wav", help="Also render each variation to a WAV beside its MIDI.")]
     = False,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 0.95,
-    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = off).")] = 1.5,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
+    cfg: Cfg = 1.5,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same variations.")] = 0,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint dir (default: shipped).")]
-    = None,
-    soundfont: Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    checkpoint: Checkpoint = None,
+    soundfont: SoundFont = None,
+    force: Force = False,
 ) -> None:
     """Write N variations of a piece: motif kept, other bars reworked."""
     t0 = time.perf_counter()
