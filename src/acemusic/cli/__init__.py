@@ -5,6 +5,7 @@ Command modules import heavy libraries (torch, music21) inside their functions s
 
 from __future__ import annotations
 
+import os
 import sys
 
 from acemusic.cli.app import app
@@ -33,7 +34,8 @@ from acemusic.cli import transcribe as _transcribe  # noqa: F401  isort: skip
 
 
 def main() -> None:
-    """Console-script entry: library errors become one-line messages with exit code 1."""
+    """Console-script entry: library errors become one-line messages with exit code 1. Anything else is a bug: it
+    is reported in one line too (exit 1) unless ACEMUSIC_DEBUG=1 asks for the traceback."""
     try:
         app()
     except AcemusicError as e:
@@ -42,6 +44,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if os.environ.get("ACEMUSIC_DEBUG"):
+            raise
+        print(f"error: internal error ({type(e).__name__}: {e}); please report it (ACEMUSIC_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]
