@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from acemusic.generate.engine import Step
 
 CHECKPOINT_NAME = "acemusic-small"
-DEFAULT_CANDIDATES = 4  # best-of-N when a key/mode is asked (README "Prompt adherence": measured 1 vs 4)
+DEFAULT_CANDIDATES = 8  # up to 8 when a key/mode is asked, in batches of 4 (README "Prompt adherence": 1, 2, 4, 8)
 MAX_CANDIDATES = 16
 ENV_CHECKPOINT = "ACEMUSIC_CHECKPOINT"
 

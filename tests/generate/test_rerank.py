@@ -87,3 +87,28 @@ def test_cli_candidates_error(tiny_checkpoint, tmp_path):
     r = CliRunner().invoke(app, ["compose", "piano in C major", "-o", str(out), "--candidates", "0",
                                  "--checkpoint", str(tiny_checkpoint)])
     assert r.exit_code == 1 and "--candidates" in r.output and not out.exists()
+
+
+class _Never(ComposeTask):
+    def candidate_meets(self, fit: float) -> bool:
+        return False
+
+
+class _Always(ComposeTask):
+    def candidate_meets(self, fit: float) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("cls,batches", [(_Never, [4, 4, 2]), (_Always, [4])])
+def test_further_batches_only_while_no_candidate_meets_the_ask(bundle, cls, batches):
+    """candidates=10: batches of 4, 4, 2 rows when nothing meets the ask; one batch when the first does."""
+    task = cls(parse_prompt("folk tune in A minor"), bars=2)
+    rows: list[int] = []
+    run_task(task, bundle.ctx, SamplingConfig(), seed=1, candidates=10,
+             on_step=lambda s: rows.append(len(s.tokens)) if s.index == 0 else None)
+    assert rows == batches
+
+
+def test_compose_meets_when_both_key_finders_agree():
+    task = ComposeTask(parse_prompt("folk tune in A minor"), bars=2)
+    assert task.candidate_meets(0.01) and not task.candidate_meets(0.0) and not task.candidate_meets(-0.2)

@@ -36,7 +36,7 @@ def test_compose_shipped(bundle):
 
 def test_adherence_shipped(bundle):
     """Hard asks (instrument, tempo, meter) are enforced by the constraints; key and mode come from the model's
-    conditioning, a soft in-key bias and best-of-4 reranking by key fit (the default)."""
+    conditioning, a soft in-key bias and best-of-N reranking by key fit (the default: up to 8)."""
     report = evaluate(bundle, seed=0, bars=8, prompts=load_prompts()[:12])
     f = report["fields"]
     assert f["program"]["share"] == 1.0 and f["tempo"]["share"] == 1.0 and f["meter"]["share"] == 1.0

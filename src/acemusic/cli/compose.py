@@ -47,8 +47,9 @@ def compose_cmd(
     top_p: TopP = 0.95,
     cfg: Cfg = 1.5,
     seed: Seed = 0,
-    candidates: Annotated[int, typer.Option("--candidates", help="With a key/mode asked: sample N in one batch, "
-                                                                  "keep the best key fit (1 = off).")] = 4,
+    candidates: Annotated[int, typer.Option("--candidates", help="With a key/mode asked: up to N samples in "
+                                                                  "batches of 4, keep the best key fit (1 = off).")]
+    = 8,
     checkpoint: Checkpoint = None,
     soundfont: SoundFont = None,
     force: Force = False,

@@ -27,7 +27,7 @@ def adherence_cmd(
     cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale.")] = 1.5,
     key_strength: Annotated[float, typer.Option("--key-strength", help="Out-of-key logit penalty (0 = off).")] = 1.0,
     candidates: Annotated[int, typer.Option("--candidates", min=1, max=16,
-                                            help="Best-of-N by key fit (compose's default is 4).")] = 4,
+                                            help="Best-of-N by key fit (compose's default is 8).")] = 8,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Prompt adherence of compose: key, mode, tempo, instrument and meter asks met."""

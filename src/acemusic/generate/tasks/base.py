@@ -10,8 +10,8 @@ decoding loop, seeding, progress reporting and guidance:
     score = run_task(MyTask(...), ctx, SamplingConfig(...), seed=0, on_step=callback)
 
 A task may also say how well a finished score meets its asks (`candidate_score`, e.g. the key fit of compose): then
-`run_task(..., candidates=N)` decodes N samples as rows of one batch and keeps the best (best-of-N reranking; the
-rows share each decode step's weight reads, so N=4 costs far less than 4 runs on CPU).
+`run_task(..., candidates=N)` decodes up to N samples, as rows of batches of 4 (the rows share each decode step's
+weight reads), drawing another batch only while no candidate `candidate_meets` the ask, and keeps the best.
 """
 
 from __future__ import annotations
@@ -74,23 +74,50 @@ class Task(ABC):
         """How well a finished score meets the task's asks: higher is better."""
         return 0.0
 
+    def candidate_meets(self, fit: float) -> bool:
+        """Whether a candidate of this fit already meets the asks (then no further batch of candidates is drawn)."""
+        return False
+
+
+CANDIDATE_BATCH = 4  # rows decoded together when reranking; further batches only while no candidate meets the ask
+
 
 def run_task(task: Task, ctx: TaskContext, sampling: SamplingConfig | None = None, seed: int = 0,
              on_step: Callable[[Step], None] | None = None, candidates: int = 1):
     """Build, decode (streaming, calling `on_step` after each token), finish -> symusic.Score.
 
-    `candidates` > 1: decode that many samples in one batch and return the one with the best `candidate_score`
-    (the first on ties), when the task has a criterion. Deterministic for a given seed and candidate count.
+    `candidates` > 1, for a task with a criterion: decode up to that many samples in batches of CANDIDATE_BATCH
+    rows, starting another batch only while no candidate so far `candidate_meets` the ask, and return the one with
+    the best `candidate_score` (the first on ties). Deterministic for a given seed and candidate count.
     """
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     req = task.build(ctx)
-    n = candidates if candidates > 1 and task.ranks_candidates() else 1
-    # Each row needs its own grammar state; the Grammar tables inside stay shared.
-    def fresh(r: Request) -> Request:
-        return replace(r, state=None if r.state is None else copy.deepcopy(r.state, {id(r.state.g): r.state.g}))
+    total = candidates if candidates > 1 and task.ranks_candidates() else 1
+    prompt = np.asarray(req.prompt, np.int64)
+    if total == 1:
+        return task.finish(ctx, prompt, _decode(task, ctx, [req], sampling, seed, on_step)[0])
+    template = req.state  # each row needs its own copy of a pre-advanced grammar state; the Grammar stays shared
 
-    reqs = [req] + [fresh(req) for _ in range(n - 1)]
+    def fresh() -> Request:
+        return replace(req, state=None if template is None else copy.deepcopy(template, {id(template.g): template.g}))
+
+    best, best_fit, done, batch = None, -np.inf, 0, 0
+    while done < total and (best is None or not task.candidate_meets(best_fit)):
+        n = min(CANDIDATE_BATCH, total - done)
+        batch_seed = seed + 7919 * batch  # batch 0 uses the seed itself
+        for ids in _decode(task, ctx, [fresh() for _ in range(n)], sampling, batch_seed, on_step):
+            score = task.finish(ctx, prompt, ids)
+            fit = float(task.candidate_score(ctx, score))
+            if fit > best_fit:
+                best, best_fit = score, fit
+        done, batch = done + n, batch + 1
+    return best
+
+
+def _decode(task: Task, ctx: TaskContext, reqs: list[Request], sampling: SamplingConfig | None, seed: int,
+            on_step: Callable[[Step], None] | None) -> list[np.ndarray]:
+    """Generated ids per request (PAD dropped)."""
     generated: list[list[int]] = [[] for _ in reqs]
     pad = ctx.tok.vocab.pad
     for step in ctx.engine.stream(reqs, sampling, seed=seed, max_new_tokens=task.max_new_tokens()):
@@ -99,10 +126,4 @@ def run_task(task: Task, ctx: TaskContext, sampling: SamplingConfig | None = Non
                 generated[row].append(t)
         if on_step is not None:
             on_step(step)
-    prompt = np.asarray(req.prompt, np.int64)
-    scores = [task.finish(ctx, prompt, np.asarray(g, np.int64)) for g in generated]
-    if n == 1:
-        return scores[0]
-    fits = np.asarray([task.candidate_score(ctx, s) for s in scores], np.float64)
-    return scores[int(np.argmax(fits))]  # argmax: the first of equals
-
+    return [np.asarray(g, np.int64) for g in generated]

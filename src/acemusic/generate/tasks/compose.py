@@ -90,3 +90,6 @@ class ComposeTask(Task):
         a = note_arrays(score)
         pitched = a["program"] != DRUMS
         return key_fit(a["pitch"][pitched], a["duration"][pitched], self.spec.key, self.spec.effective_mode)
+
+    def candidate_meets(self, fit: float) -> bool:
+        return fit > 0.0  # both key finders already pick the asked key (mode)
