@@ -180,3 +180,30 @@ def test_decode_threads_are_restored(tiny_model, tok):
     assert torch.get_num_threads() == 1
     it.close()
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("load,own,want", [
+    (0.1, 0.0, 2),   # idle machine, fresh process
+    (1.0, 1.0, 2),   # idle machine, but this process has been decoding: its own load is not a reason to back off
+    (2.0, 1.0, 1),   # another process keeps a core busy while this one decodes
+    (1.0, 0.05, 1),  # another process keeps a core busy, this one just started
+    (6.0, 0.0, 1),   # heavily loaded: never below one thread
+])
+def test_threads_for_discounts_the_process_own_load(load, own, want):
+    from acemusic.generate.engine import threads_for
+
+    assert threads_for(load, own, cpus=2, max_threads=2) == want
+
+
+def test_own_load_follows_cpu_use():
+    import time
+
+    from acemusic.generate.engine import _OwnLoad
+
+    est = _OwnLoad()
+    est.value = 0.0  # as if idle for minutes (a long test process may already have spent a lot of CPU)
+    before = est.update()
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:  # keep one core busy for 0.3 s
+        pass
+    assert est.update() > before
