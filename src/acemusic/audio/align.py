@@ -15,8 +15,6 @@ Test: `pytest tests/audio/test_align.py`.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acemusic import checkpoint_files
 from acemusic.audio.spectral import log_mel
 from acemusic.errors import InputError
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 FORMAT = "acemusic-align"
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "acemusic-align"
@@ -198,7 +195,7 @@ def _read(path: str | Path, sr: int) -> np.ndarray:
 def default_align_checkpoint() -> Path:
     here = Path(__file__).resolve().parents[1]
     candidates = [here.parents[1] / "checkpoints" / CHECKPOINT_NAME, here / "checkpoints" / CHECKPOINT_NAME]
-    return next((c for c in candidates if (c / CONFIG).is_file()), candidates[0])
+    return next((c for c in candidates if (c / checkpoint_files.CONFIG).is_file()), candidates[0])
 
 
 @torch.no_grad()
@@ -252,20 +249,10 @@ def embed_symbolic(segments: Sequence[Sequence[int]], model: AlignModel | None =
 # ---- checkpoints ----------------------------------------------------------------------------------------------
 def save_align(model: AlignModel, directory: str | Path, meta: dict[str, Any] | None = None,
                dtype: torch.dtype = torch.float32) -> Path:
-    from safetensors.torch import save_file
-
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "align": model.cfg.to_dict(), "meta": meta or {},
            "dtype": str(dtype).removeprefix("torch.")}
-    text = json.dumps(doc, indent=2) + "\n"
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp_w, tmp_c = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(text)
-    os.replace(tmp_w, out / WEIGHTS)
-    os.replace(tmp_c, out / CONFIG)
-    return out
+    return checkpoint_files.write(directory, tensors, doc)
 
 
 def load_align(directory: str | Path | None = None) -> tuple[AlignModel, dict[str, Any]]:
@@ -273,18 +260,7 @@ def load_align(directory: str | Path | None = None) -> tuple[AlignModel, dict[st
     from safetensors.torch import load_file
 
     d = Path(directory) if directory is not None else default_align_checkpoint()
-    if not d.is_dir():
-        raise InputError(d, "no such alignment checkpoint directory")
-    cfg_path, w_path = d / CONFIG, d / WEIGHTS
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise InputError(p, "missing: not an alignment checkpoint directory")
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(cfg_path, f"unreadable config: {e}") from None
-    if doc.get("format") != FORMAT:
-        raise InputError(cfg_path, f"not an acemusic alignment checkpoint (format {doc.get('format')!r})")
+    doc, w_path = checkpoint_files.read_doc(d, FORMAT, "alignment")
     try:
         model = AlignModel(AlignConfig.from_dict(doc["align"]))
         state = {k: v.float() for k, v in load_file(str(w_path)).items()}

@@ -15,8 +15,6 @@ Training objective lives in codec_train.py. Test: `pytest tests/audio/test_codec
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acemusic import checkpoint_files
 from acemusic.audio.rvq import ResidualVQ, RVQConfig, bitrate_bps
 from acemusic.errors import InputError
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 FORMAT = "acemusic-codec"
 FORMAT_VERSION = 1
 # Training-only RVQ state (EMA statistics, usage counters): not shipped, not needed to encode or decode.
@@ -195,23 +192,13 @@ def save_codec(codec: Codec, directory: str | Path, meta: dict[str, Any] | None 
                dtype: torch.dtype = torch.float32, inference_only: bool = False) -> Path:
     """directory/model.safetensors + config.json, written under temporary names and renamed. `inference_only`
     drops the RVQ's EMA statistics (what shipping wants: half the codebook bytes)."""
-    from safetensors.torch import save_file
-
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "codec": codec.cfg.to_dict(), "meta": meta or {},
            "dtype": str(dtype).removeprefix("torch.")}
-    text = json.dumps(doc, indent=2) + "\n"
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     state = codec.state_dict()
     if inference_only:
         state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in _TRAIN_ONLY}
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous() for k, v in state.items()}
-    tmp_w, tmp_c = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(text)
-    os.replace(tmp_w, out / WEIGHTS)
-    os.replace(tmp_c, out / CONFIG)
-    return out
+    return checkpoint_files.write(directory, tensors, doc)
 
 
 def load_codec(directory: str | Path) -> tuple[Codec, dict[str, Any]]:
@@ -219,18 +206,7 @@ def load_codec(directory: str | Path) -> tuple[Codec, dict[str, Any]]:
     from safetensors.torch import load_file
 
     d = Path(directory)
-    if not d.is_dir():
-        raise InputError(d, "no such codec checkpoint directory")
-    cfg_path, w_path = d / CONFIG, d / WEIGHTS
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise InputError(p, "missing: not a codec checkpoint directory")
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(cfg_path, f"unreadable config: {e}") from None
-    if doc.get("format") != FORMAT:
-        raise InputError(cfg_path, f"not an acemusic codec checkpoint (format {doc.get('format')!r})")
+    doc, w_path = checkpoint_files.read_doc(d, FORMAT, "codec")
     try:
         codec = Codec(CodecConfig.from_dict(doc["codec"]))
         state = load_file(str(w_path))

@@ -10,18 +10,17 @@ names the file and the reason.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from acemusic import checkpoint_files
+from acemusic.checkpoint_files import CONFIG, WEIGHTS
 from acemusic.errors import InputError
 from acemusic.model.config import ModelConfig
 from acemusic.model.transformer import MusicTransformer
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 FORMAT = "acemusic-model"
 FORMAT_VERSION = 1
 
@@ -32,22 +31,12 @@ def save(model: MusicTransformer, directory: str | Path, meta: dict[str, Any] | 
 
     Files are written to a temporary name and renamed, so an interrupted save never leaves a half-written checkpoint.
     """
-    from safetensors.torch import save_file
-
     model = getattr(model, "module", model)  # unwrap DDP / FSDP ...
     model = getattr(model, "_orig_mod", model)  # ... and torch.compile, so the keys stay plain
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.cfg.to_dict(), "meta": meta or {},
            "dtype": str(dtype).removeprefix("torch.")}
-    text = json.dumps(doc, indent=2) + "\n"  # before any file is touched: unserialisable meta fails cleanly
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp_w, tmp_c = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(text)
-    os.replace(tmp_w, out / WEIGHTS)
-    os.replace(tmp_c, out / CONFIG)
-    return out
+    return checkpoint_files.write(directory, tensors, doc)
 
 
 def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:

@@ -3,7 +3,8 @@
 Encoding never loops over notes in Python: notes are sorted with `np.lexsort`, each note's token count is computed
 from boolean "state changed" flags, and every token is scattered to its final index in one pass. Decoding is the
 mirror image: per-token state (bar, position, program, velocity, tempo, time signature) is forward-filled with
-`np.maximum.accumulate`. See docs/TOKENS.md for the grammar; benchmarks/tokenizer_speed.py for the speed against MidiTok.
+`np.maximum.accumulate`. See docs/TOKENS.md for the grammar; benchmarks/tokenizer_speed.py for the speed
+against MidiTok.
 
     tok = Tokenizer()
     ids = tok.encode(tok.load_score("song.mid"))
