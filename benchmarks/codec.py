@@ -17,16 +17,9 @@ decoder sets, whatever the number of levels.
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
-import os
-import sys
-
-# Run as a script, benchmarks/ is on sys.path and benchmarks/tokenize.py would shadow the stdlib module.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
-
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess

@@ -15,15 +15,9 @@ against piece i+1's key and histogram (a continuation that ignored its input wou
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
-import os
-import sys
-
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]  # benchmarks/tokenize.py shadows stdlib
-
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path

@@ -14,20 +14,13 @@ Writes benchmarks/results/generate.json with os.getloadavg() (2 shared cores: no
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Running `python benchmarks/generate.py` puts benchmarks/ first on sys.path, where benchmarks/tokenize.py would
-# shadow the standard library's `tokenize` (imported by inspect/linecache): drop that entry before anything else.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch

@@ -19,16 +19,12 @@ without each look-ahead -> benchmarks/results/accompany_lookahead.json.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # benchmarks/tokenize.py would shadow the standard library's tokenize
-
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch

@@ -14,22 +14,16 @@ The two models alternate step by step so background load hits both alike; the me
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import replace
 
-# This folder holds a tokenize.py, which shadows the standard library module of that name (dataclasses -> inspect ->
-# linecache -> tokenize) when a script here runs: drop the script's own folder from the import path first.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
-from dataclasses import replace  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 
 def music_batch(B: int, T: int, V: int, d_text: int, bar_every: int, g: torch.Generator) -> dict:

@@ -18,22 +18,15 @@ Writes benchmarks/results/tokenize.json. Corpus MIDI files are cached in ~/.cach
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
-import os
-import sys
-
-# Run as a script, this file would shadow the stdlib `tokenize` module (imported lazily by linecache, inspect,
-# ...): drop its folder from the import path before anything else is imported.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
-
 import argparse
 import cProfile
 import io
 import json
+import os
 import platform
 import pstats
 import statistics
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path

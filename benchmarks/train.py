@@ -9,22 +9,16 @@ records torch.get_num_threads() and the load average next to the numbers. Writes
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import platform
+import statistics
+import time
+from pathlib import Path
 
-# benchmarks/tokenize.py would shadow the standard library's tokenize module (imported by numpy via inspect) when
-# this file runs as a script: drop the script's own folder from the import path before anything else.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def real_batch(data: str, preset: str, batch: int, seq: int):

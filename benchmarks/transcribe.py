@@ -24,16 +24,9 @@ Writes benchmarks/results/transcribe.json (renders are cached in --work, default
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
-import os
-import sys
-
-# benchmarks/tokenize.py would shadow the stdlib `tokenize` module for a script run from this folder.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
-
 import argparse
 import json
+import os
 import platform
 import time
 from importlib.metadata import version
