@@ -224,18 +224,13 @@ class Bundle:
                      cfg: float = 1.5, seed: int = 0,
                      on_step: Callable[[Step], None] | None = None) -> symusic.Score:
         """Regenerate track `track` (as `instrument`, default its own) while every other track is kept exactly."""
-        from acemusic.generate.prompt import resolve_instruments
+        from acemusic.generate.prompt import resolve_instrument
         from acemusic.generate.sampling import SamplingConfig
         from acemusic.generate.tasks.track_infill import TrackInfillTask
 
         check_sampling(temperature, top_p, cfg)
         check_lookahead(lookahead)
-        program = None
-        if instrument is not None:
-            progs = resolve_instruments([instrument])
-            if len(progs) != 1:
-                raise InputError("--instrument", f"name one instrument, {instrument!r} is {len(progs)}")
-            program = progs[0]
+        program = None if instrument is None else resolve_instrument(instrument)
         task = TrackInfillTask(self.tokenizer, self._score_of(source), track, program=program, text=prompt,
                                lookahead=lookahead)
         return task.run(self.ctx, SamplingConfig(temperature=temperature, top_p=top_p, cfg=cfg), seed, on_step)

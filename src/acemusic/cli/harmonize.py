@@ -58,7 +58,7 @@ def _harmonize(melody, style, track, instrument, prompt, lookahead, out, wav, te
     from acemusic.api import check_lookahead, check_sampling, load
     from acemusic.cli import tasks_common as tc
     from acemusic.errors import InputError
-    from acemusic.generate.prompt import resolve_instruments
+    from acemusic.generate.prompt import resolve_instrument
     from acemusic.generate.tasks.harmonize import STYLES, pick_melody
     from acemusic.tokenizer import Tokenizer
 
@@ -66,12 +66,7 @@ def _harmonize(melody, style, track, instrument, prompt, lookahead, out, wav, te
         raise InputError("--style", f"must be one of {', '.join(STYLES)}, got {style!r}")
     check_sampling(temperature, top_p, cfg)
     check_lookahead(lookahead)
-    program = None
-    if instrument is not None:
-        progs = resolve_instruments([instrument])
-        if len(progs) != 1:
-            raise InputError("--instrument", f"name one instrument, {instrument!r} is {len(progs)}")
-        program = progs[0]
+    program = None if instrument is None else resolve_instrument(instrument)
     score = Tokenizer().load_score(melody)  # bad files fail here, before the model loads
     idx, why = pick_melody(score, track)
     out = out or tc.default_out(melody, "harmonized")

@@ -270,6 +270,14 @@ def resolve_instruments(names: list[str]) -> tuple[int, ...]:
     return tuple(sorted(progs))
 
 
+def resolve_instrument(name: str) -> int:
+    """One instrument name or GM program number -> its program; a name covering several programs is an InputError."""
+    progs = resolve_instruments([name])
+    if len(progs) != 1:
+        raise InputError("--instrument", f"name one instrument, {name!r} is {len(progs)}")
+    return progs[0]
+
+
 def _find_phrases(text: str, table: dict) -> list[tuple[int, str]]:
     """Whole-word matches of the table's phrases, longest first, without overlaps -> [(start, phrase)] in text order."""
     taken = [False] * len(text)
