@@ -1,6 +1,6 @@
 """Generation speed: our Engine (KV cache + grammar + sampling) against Hugging Face GPT-2 `generate()`.
 
-    .venv/bin/python benchmarks/generate.py [--tokens 512] [--repeats 3] [--checkpoint DIR]
+    .venv/bin/python benchmarks/generate.py [--tokens 512] [--repeats 3] [--seeds 4] [--checkpoint DIR]
 
 Both models have the same width, depth, heads and vocabulary (GPT-2's MLP is 4x wide, ours is SwiGLU of the same
 parameter count) and generate the same number of new tokens at batch 1 with sampling and their KV caches, in the same
@@ -8,7 +8,8 @@ process, alternating runs. Ours is the shipped checkpoint when it exists, else t
 weights (the JSON says which). Also measured: a realistic `compose` of 16 bars with and without classifier-free
 guidance, as seconds of music per second of compute (x real time; meaningful with trained weights only).
 GPT-2 is timed at 1 and 2 torch threads (its better setting is the baseline); our engine picks its thread count from
-the load average (Engine.decode_threads="auto").
+the load average (Engine.decode_threads="auto") and decodes speculatively (prompt-lookup drafts, exact sampling);
+`ours_int8_nospec` and `ours_int8_1thread` switch those off one at a time.
 Writes benchmarks/results/generate.json with os.getloadavg() (2 shared cores: noisy).
 """
 
@@ -98,7 +99,8 @@ def time_ours(ctx, n: int, seed: int, cfg: float) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def compose_realtime(ctx, cfg: float, seed: int) -> dict:
+def compose_realtime(ctx, cfg: float, seeds: int) -> dict:
+    """`compose` of 16 bars (one candidate) for seeds 0..seeds-1: total music over total compute."""
     from acemusic.generate.prompt import parse_prompt
     from acemusic.generate.sampling import SamplingConfig
     from acemusic.generate.tasks.base import run_task
@@ -106,14 +108,17 @@ def compose_realtime(ctx, cfg: float, seed: int) -> dict:
 
     task = ComposeTask(parse_prompt("melancholic piano, slow, D minor"), bars=16)
     ctx.embed(task.spec.text)  # embed outside the timed region (cached on disk after the first call)
-    n = [0]
-    t0, c0 = time.perf_counter(), time.process_time()
-    score = run_task(task, ctx, SamplingConfig(top_p=0.95, cfg=cfg), seed=seed,
-                     on_step=lambda s: n.__setitem__(0, n[0] + 1))
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    music = float(score.to("second").end())
-    return {"cfg": cfg, "tokens": n[0], "compute_seconds": round(dt, 3), "cpu_seconds": round(cpu, 3),
-            "music_seconds": round(music, 2), "tokens_per_second": round(n[0] / dt, 1),
+    n, dt, cpu, music, forwards = [0], 0.0, 0.0, 0.0, 0
+    for seed in range(seeds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        score = run_task(task, ctx, SamplingConfig(top_p=0.95, cfg=cfg), seed=seed,
+                         on_step=lambda s: n.__setitem__(0, n[0] + 1))
+        dt, cpu = dt + time.perf_counter() - t0, cpu + time.process_time() - c0
+        music += float(score.to("second").end())
+        forwards += ctx.engine.spec_stats.get("forwards", 0) if ctx.engine.speculate else 0
+    return {"cfg": cfg, "seeds": seeds, "tokens": n[0], "compute_seconds": round(dt, 3),
+            "cpu_seconds": round(cpu, 3), "music_seconds": round(music, 2), "tokens_per_second": round(n[0] / dt, 1),
+            "tokens_per_forward": round(n[0] / forwards, 2) if forwards else 1.0,
             "x_real_time": round(music / dt, 1), "x_real_time_cpu": round(music / cpu, 1)}
 
 
@@ -121,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=4, help="compose samples per setting for x real time")
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generate.json")
     args = ap.parse_args()
@@ -133,10 +139,12 @@ def main() -> None:
     cfg = bundle.model.cfg
     V = len(bundle.tokenizer.vocab)
     gpt2 = gpt2_like(cfg, V)
-    int8 = Engine(bundle.model, bundle.tokenizer, quantize="int8")
-    int8_1t = Engine(bundle.model, bundle.tokenizer, quantize="int8", decode_threads=1)  # "auto" vs fixed 1 thread
-    ctxs = {"ours_fp32": bundle.ctx, "ours_int8": TaskContext(int8, bundle.embedder),
-            "ours_int8_1thread": TaskContext(int8_1t, bundle.embedder)}
+    # The shipped path (int8, speculative, auto threads), and each ingredient switched off in turn.
+    engines = {"ours_fp32": Engine(bundle.model, bundle.tokenizer),
+               "ours_int8": Engine(bundle.model, bundle.tokenizer, quantize="int8"),
+               "ours_int8_nospec": Engine(bundle.model, bundle.tokenizer, quantize="int8", speculate=0),
+               "ours_int8_1thread": Engine(bundle.model, bundle.tokenizer, quantize="int8", decode_threads=1)}
+    ctxs = {name: TaskContext(e, bundle.embedder) for name, e in engines.items()}
     prompt = torch.from_numpy(bundle.tokenizer.cond_prefix(Conditions(instruments=(0,))))[None]
     n = args.tokens
     # GPT-2 runs at 1 and at 2 torch threads and is compared at its better setting; our engine picks its threads
@@ -163,7 +171,8 @@ def main() -> None:
     med_cpu = {k: round(statistics.median(v), 1) for k, v in cpu.items()}
     best = max(("gpt2_1thread", "gpt2_2threads"), key=lambda k: med[k])
     med["gpt2"], med_cpu["gpt2"] = med[best], med_cpu[best]
-    compose = {name: [compose_realtime(c, 1.0, 0), compose_realtime(c, 1.5, 0)] for name, c in ctxs.items()}
+    compose = {name: [compose_realtime(c, 1.0, args.seeds), compose_realtime(c, 1.5, args.seeds)]
+               for name, c in ctxs.items()}
     report = {
         "model": which,
         "params": {"ours": sum(p.numel() for p in bundle.model.parameters()),
@@ -181,7 +190,9 @@ def main() -> None:
         "engine_decode_threads": bundle.engine.decode_threads, "engine_threads_at_end": auto_threads(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-        "note": "ours includes grammar masks, top-p sampling and (*_cfg) a 2-row guided batch; GPT-2 samples top-p "
+        "note": "ours includes grammar masks, top-p sampling and (*_cfg) a 2-row guided batch; ours_int8 is the "
+                "shipped path (FastDecoder int8, speculative prompt-lookup decoding, auto threads); _nospec and "
+                "_1thread switch one ingredient off. GPT-2 samples top-p "
                 "0.95 unconstrained with its KV cache, at 1 and 2 threads; speedups are against its faster setting. "
                 "*_cpu_time rates divide by the process CPU time, less distorted than wall time when other "
                 "processes share the 2 cores (see loadavg). "

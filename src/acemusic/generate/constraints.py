@@ -20,6 +20,7 @@ Tests: `.venv/bin/python -m pytest tests/generate/test_constraints.py -q`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -135,6 +136,15 @@ class GrammarState:
         if c.key is not None and c.key_strength > 0:
             self.bias_pitched = np.zeros(g.V, np.float32)
             self.bias_pitched[g.sl("Pitch")] = np.where(scale_mask(c.key, c.mode), 0.0, -c.key_strength)
+
+    forkable = True  # `fork` is a faithful copy; a subclass whose advance mutates containers must say False
+
+    def fork(self) -> GrammarState:
+        """An independent copy to try tokens on (speculative drafts). `advance` only rebinds scalars, except the
+        Inst set, which is copied; the grammar, controls and control tables are shared read-only."""
+        other = copy.copy(self)
+        other.insts = self.insts.copy()
+        return other
 
     # ---- transitions -----------------------------------------------------------------------------------
     @property

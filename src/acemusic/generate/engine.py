@@ -29,6 +29,7 @@ import torch
 from acemusic.errors import InputError
 from acemusic.generate.constraints import DURATION, Controls, Grammar, GrammarState
 from acemusic.generate.sampling import SamplingConfig, cfg_combine, filter_logits, sample_next
+from acemusic.model.fast_decode import FastDecoder
 
 
 class Note(NamedTuple):
@@ -107,46 +108,43 @@ def auto_threads() -> int:
     return threads_for(load, own, os.cpu_count() or n, n)
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` whose nn.Linear layers hold int8 weights (one scale per output channel) and quantize
-    activations on the fly (fbgemm dynamic linear); embeddings and the tied output head stay float.
-    KL to the float model ~7e-5 nats per token on the 'small' preset; takes ~0.4 s."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():  # torch announces the move of quantization to torchao; 2.x still has it
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model.eval(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-
-
 class Engine:
     """Generates token ids from a MusicTransformer under the token grammar and task controls."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device | None = None,
-                 quantize: str | None = None, decode_threads: int | str | None = "auto") -> None:
-        """`quantize='int8'`: dynamic int8 weights for every nn.Linear (a copy; the caller's model is untouched).
-        Decoding one token is weight-bandwidth bound on CPU, so 4x fewer weight bytes make each step ~1.5x faster.
+                 quantize: str | None = None, decode_threads: int | str | None = "auto", speculate: int = 4) -> None:
+        """Prefill runs the model; decode steps run a `FastDecoder` built from its weights (same logits, a third
+        of the per-token overhead). `quantize='int8'`: the decoder's linear layers hold int8 weights (fbgemm
+        dynamic, one scale per output channel); the caller's model is untouched. Decoding one token is
+        weight-bandwidth bound on CPU (the weights stream from L3 every step), so 4x fewer weight bytes make each
+        step ~1.5x faster.
 
         `decode_threads`: torch intra-op threads while decoding (restored afterwards; None = leave as is; "auto" =
         the cores other processes leave free by the 1-minute load average, this process's own share removed, at
         least 1; see `auto_threads`). Threads only pay off on idle cores: on the
         2-core machine 2 threads decoded ~20% faster than 1 when idle, but at half the speed (68-78 vs 158
         tokens/s) while another process kept a core busy, and 8x slower under heavy load.
+
+        `speculate`: up to this many prompt-lookup draft tokens verified per forward when one sequence is decoded
+        (0 = off). Same distribution of outputs, fewer forwards (see `generate/speculative.py`).
         """
+        if speculate < 0:
+            raise ValueError(f"speculate must be >= 0, got {speculate}")
+        self.speculate = int(speculate)
+        self.spec_stats: dict[str, int] = {}  # forwards, drafted and accepted tokens of the latest speculative call
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
         self.quantize = quantize
         self.decode_threads = decode_threads
         self.model = model.eval()
-        if quantize == "int8":
-            try:
-                self.model = quantize_int8(model)
-            except (AttributeError, RuntimeError, ImportError) as e:  # a torch without the int8 kernels
-                import warnings
+        try:
+            self.decoder = FastDecoder(model, quantize)
+        except (AttributeError, RuntimeError, ImportError) as e:  # a torch without the int8 kernels
+            import warnings
 
-                warnings.warn(f"int8 decoding unavailable ({e}); decoding in float", stacklevel=2)
-                self.quantize = None
+            warnings.warn(f"int8 decoding unavailable ({e}); decoding in float", stacklevel=2)
+            self.quantize = None
+            self.decoder = FastDecoder(model, None)
         self.tok = tokenizer
         self.vocab = tokenizer.vocab
         self.grammar = Grammar(self.vocab)
@@ -219,6 +217,9 @@ class Engine:
                 for t in np.asarray(r.prompt).tolist():
                     st.advance(t)
             states.append(st)
+        # One sequence (its guided pair shares every token) whose grammar state can be forked to lay out drafts:
+        # rows stay in step, so decode speculatively.
+        speculate = self.speculate if B == 1 and states[0].forkable and not states[0].done else 0
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         ids, bar, pos, glob = self._prompt_rows(requests, guided)
         text_emb, cond_mask = self._text(requests, guided)
@@ -227,67 +228,14 @@ class Engine:
         budgets = [s.c.n_bars for s in states]
         new_bars = sum(b - s.bar_index + 1 for b, s in zip(budgets, states, strict=True)) if all(budgets) \
             else min(max_new_tokens, 4096)
-        max_global = int(glob.any(0).sum()) + new_bars + 8
-        cache = self.model.new_cache(R, max_global=max_global, device=self.device)
+        max_global = int(glob.any(0).sum()) + new_bars + 8 + speculate
+        cache = self.model.new_cache(R, max_global=max_global, device=self.device, spare=speculate)
         logits = self.model.prefill(ids, bar, pos, glob, text_emb, cond_mask, cache)
-
-        V = len(self.vocab)
-        pad, eos = self.vocab.pad, self.vocab.eos
-        finished = np.array([s.done for s in states])
-        done_mask = np.zeros(V, bool)
-        done_mask[pad] = True
-        greedy = sampling.temperature == 0.0
-        step_bar = np.zeros(R, np.int64)
-        step_pos = np.zeros(R, np.int64)
-        step_glob = np.zeros(R, bool)
-        for step in range(max_new_tokens):
-            left = max_new_tokens - step
-            for s in states:
-                n_bars = s.c.n_bars
-                if not s.closing and left <= (max(n_bars - s.bar_index, 0) if n_bars else 0) + 8:
-                    s.closing = True
-            if guided:
-                logits = cfg_combine(logits[:B], logits[B:], sampling.cfg)
-            logits = logits.float()
-            masks = [done_mask if f else s.allowed() for s, f in zip(states, finished, strict=True)]
-            mask = torch.from_numpy(masks[0][None] if B == 1 else np.stack(masks)).to(logits.device)
-            biases = [None if f else s.bias() for s, f in zip(states, finished, strict=True)]
-            if any(b is not None for b in biases):
-                bias = np.stack([np.zeros(V, np.float32) if b is None else b for b in biases])
-                logits = logits + torch.from_numpy(bias).to(logits.device)
-            logits = logits.masked_fill(~mask, float("-inf"))
-            logits = filter_logits(logits, sampling)
-            toks = sample_next(logits, gen, greedy=greedy).tolist()
-
-            notes: list[Note] = []
-            for b, (s, t) in enumerate(zip(states, toks, strict=True)):
-                if finished[b]:
-                    toks[b] = pad
-                    continue
-                if not masks[b][t]:  # float rounding at the top of the CDF: never leave the grammar
-                    ok = np.flatnonzero(masks[b])
-                    if not len(ok):
-                        raise RuntimeError(f"no token allowed after {s.phase=} (controls contradict the grammar)")
-                    t = toks[b] = int(ok[0])
-                s.advance(t)
-                if s.phase == DURATION:
-                    dur = int(self._dur_ticks[self.vocab.value_of[t]])
-                    notes.append(Note(b, s.bar_start + s.pos, s.event_pitch, dur, int(s.program or 0),
-                                      int(s.velocity or 0), s.bar_index))
-                if t == eos:
-                    finished[b] = True
-                step_bar[b], step_pos[b], step_glob[b] = s.structure
-            yield Step(step, np.asarray(toks, np.int64), finished.copy(), notes, states)
-            if finished.all():
-                return
-            if guided:
-                step_bar[B:], step_pos[B:], step_glob[B:] = step_bar[:B], step_pos[:B], step_glob[:B]
-                toks = toks + toks
-            logits = self.model.decode_step(
-                torch.tensor(toks, dtype=torch.long, device=self.device),
-                torch.from_numpy(step_bar).to(self.device), torch.from_numpy(step_pos).to(self.device),
-                torch.from_numpy(step_glob).to(self.device), cache,
-            )
+        loop = _Loop(self, states, sampling, gen, guided, max_new_tokens)
+        if speculate:
+            yield from loop.speculative(logits, cache, requests[0].prompt, speculate)
+        else:
+            yield from loop.plain(logits, cache)
 
     def generate(self, requests: list[Request], sampling: SamplingConfig | None = None, seed: int = 0,
                  max_new_tokens: int = 4096) -> list[np.ndarray]:
@@ -298,3 +246,134 @@ class Engine:
                 if t != self.vocab.pad:
                     out[b].append(t)
         return [np.asarray(o, np.int64) for o in out]
+
+
+class _Loop:
+    """The sampling loop of one `Engine.stream` call: filtering, sampling and bookkeeping shared by the plain path
+    (one token per row per forward) and the speculative one (one sequence, drafts verified in one forward)."""
+
+    def __init__(self, engine: Engine, states: list[GrammarState], sampling: SamplingConfig, gen: torch.Generator,
+                 guided: bool, max_new_tokens: int) -> None:
+        self.e, self.states, self.sampling, self.gen = engine, states, sampling, gen
+        self.guided, self.max_new = guided, max_new_tokens
+        self.B = len(states)
+        vocab = engine.vocab
+        self.pad, self.eos = vocab.pad, vocab.eos
+        self.finished = np.array([s.done for s in states])
+        self.done_mask = np.zeros(len(vocab), bool)
+        self.done_mask[self.pad] = True
+        self.greedy = sampling.temperature == 0.0
+        R = 2 * self.B if guided else self.B
+        self.step_bar, self.step_pos = np.zeros(R, np.int64), np.zeros(R, np.int64)
+        self.step_glob = np.zeros(R, bool)
+        self.masks: list[np.ndarray] = []
+
+    def filtered(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """Next-token logits (B, V) after guidance, the grammar masks, the controls' biases and the sampling
+        filters (-inf = never); the masks are kept in `self.masks` for `commit`."""
+        left = self.max_new - step
+        for s in self.states:
+            n_bars = s.c.n_bars
+            if not s.closing and left <= (max(n_bars - s.bar_index, 0) if n_bars else 0) + 8:
+                s.closing = True  # near the length limit: finish the bar budget with the fewest tokens
+        B = self.B
+        if self.guided:
+            logits = cfg_combine(logits[:B], logits[B:], self.sampling.cfg)
+        logits = logits.float()
+        self.masks = masks = [self.done_mask if f else s.allowed()
+                              for s, f in zip(self.states, self.finished, strict=True)]
+        mask = torch.from_numpy(masks[0][None] if B == 1 else np.stack(masks)).to(logits.device)
+        biases = [None if f else s.bias() for s, f in zip(self.states, self.finished, strict=True)]
+        if any(b is not None for b in biases):
+            bias = np.stack([np.zeros(len(self.done_mask), np.float32) if b is None else b for b in biases])
+            logits = logits + torch.from_numpy(bias).to(logits.device)
+        return filter_logits(logits.masked_fill(~mask, float("-inf")), self.sampling)
+
+    def commit(self, toks: list[int], notes: list[Note]) -> list[int]:
+        """Advance every unfinished row's state by its token (PAD for finished rows); collects the new notes."""
+        vocab, e = self.e.vocab, self.e
+        for b, (s, t) in enumerate(zip(self.states, toks, strict=True)):
+            if self.finished[b]:
+                toks[b] = self.pad
+                continue
+            m = self.masks[b]
+            if not m[t]:  # float rounding at the top of the CDF: never leave the grammar
+                ok = np.flatnonzero(m)
+                if not len(ok):
+                    raise RuntimeError(f"no token allowed after {s.phase=} (controls contradict the grammar)")
+                t = toks[b] = int(ok[0])
+            s.advance(t)
+            if s.phase == DURATION:
+                dur = int(e._dur_ticks[vocab.value_of[t]])
+                notes.append(Note(b, s.bar_start + s.pos, s.event_pitch, dur, int(s.program or 0),
+                                  int(s.velocity or 0), s.bar_index))
+            if t == self.eos:
+                self.finished[b] = True
+            self.step_bar[b], self.step_pos[b], self.step_glob[b] = s.structure
+        return toks
+
+    def emit(self, step: int, toks: list[int], notes: list[Note]) -> Step:
+        return Step(step, np.asarray(toks, np.int64), self.finished.copy(), notes, self.states)
+
+    def plain(self, logits: torch.Tensor, cache) -> Iterator[Step]:
+        B, dec = self.B, self.e.decoder
+        for step in range(self.max_new):
+            toks = sample_next(self.filtered(logits, step), self.gen, greedy=self.greedy).tolist()
+            notes: list[Note] = []
+            toks = self.commit(toks, notes)
+            yield self.emit(step, toks, notes)
+            if self.finished.all():
+                return
+            if self.guided:
+                self.step_bar[B:], self.step_pos[B:], self.step_glob[B:] = (
+                    self.step_bar[:B], self.step_pos[:B], self.step_glob[:B])
+                toks = toks + toks
+            logits = dec.step(toks, self.step_bar, self.step_pos, self.step_glob, cache)
+
+    def speculative(self, logits: torch.Tensor, cache, prompt: np.ndarray, k: int) -> Iterator[Step]:
+        """One sequence: after each sampled token, feed it with up to k prompt-lookup drafts in one forward and
+        verify them in order (`verify_draft`); at the first rejection the token comes from the residual
+        distribution and the cache forgets the unused drafts. Every token is distributed exactly as in `plain`."""
+        from acemusic.generate.speculative import LookupDrafter, verify_draft
+
+        state, dec, R = self.states[0], self.e.decoder, 2 if self.guided else 1
+        drafter = LookupDrafter(np.asarray(prompt).tolist())
+        stats = self.e.spec_stats = {"forwards": 0, "drafted": 0, "accepted": 0}  # of the latest call
+        step = 0
+        t = sample_next(self.filtered(logits, step), self.gen, greedy=self.greedy).tolist()[0]
+        while True:
+            t = self.commit([t], notes := [])[0]
+            yield self.emit(step, [t], notes)
+            step += 1
+            drafter.push(t)
+            if state.done or step >= self.max_new:
+                return
+            # Lay the drafts out with a fork of the grammar state: stop at the first one the grammar refuses.
+            fork, drafts, struct = state.fork(), [], [state.structure]
+            for d in drafter.draft(min(k, self.max_new - step - 1)):
+                if fork.done or not fork.allowed()[d]:
+                    break
+                fork.advance(d)
+                drafts.append(d)
+                struct.append(fork.structure)
+            ids = np.array([[t, *drafts]] * R, np.int64)
+            cols = np.array(struct, np.int64).T  # (3, T): bar index, position, is_global
+            bars, poss, globs = (np.repeat(c[None], R, axis=0) for c in cols)
+            out = dec.forward(ids, bars, poss, globs.astype(bool), cache)
+            stats["forwards"] += 1
+            stats["drafted"] += len(drafts)
+            t = None
+            for i, d in enumerate(drafts):
+                t = verify_draft(self.filtered(out[:, i], step)[0], d, self.gen, self.greedy)
+                if t is not None:  # rejected: t is drawn from the residual; forget the unused drafts
+                    cache.rewind(len(drafts) - i)
+                    break
+                stats["accepted"] += 1
+                self.commit([d], notes := [])
+                yield self.emit(step, [d], notes)
+                step += 1
+                drafter.push(d)
+                if state.done:
+                    return
+            if t is None:  # every draft taken: the forward's last logits give the next token
+                t = sample_next(self.filtered(out[:, len(drafts)], step), self.gen, greedy=self.greedy).tolist()[0]

@@ -182,6 +182,8 @@ class ForcedState(GrammarState):
     `chunk_end`: a bar number; once the model opens the bar after it (its own `Bar` token, so the chunk ends
     where the model would end the bar), only EOS is allowed (bar-by-bar decoding)."""
 
+    forkable = False  # advance pops the given notes off shared lists: no shallow fork (no speculation)
+
     def __init__(self, grammar: Grammar, controls: Controls, skeleton: Skeleton, new: NewNotes,
                  chunk_end: int | None = None) -> None:
         super().__init__(grammar, controls)

@@ -1,8 +1,11 @@
 """KVCache: keys/values kept between decoding steps so each new token costs the same however long the piece is.
 
-Per layer, one preallocated buffer (B, G, window + max_global, D):
-  slots [0, window)                      a ring buffer of the last `window` tokens (slot = position % window)
-  slots [window, window + max_global)    every global token so far (prefix and Bar tokens), appended in order
+Per layer, one preallocated buffer (B, G, ring + max_global, D), ring = window + spare:
+  slots [0, ring)                        a ring buffer of the last `ring` tokens (slot = position % ring)
+  slots [ring, ring + max_global)        every global token so far (prefix and Bar tokens), appended in order
+A ring slot is attended while its position is inside the query's window. The `spare` slots let a decoder feed
+several tokens at once and `rewind` the ones it rejects (speculative decoding) without having overwritten keys
+that later queries still need.
 RoPE is applied at the absolute position before a key is stored, so slots never need re-rotating.
 
 Rows of a batch advance together (same position) but may disagree on which tokens are global: a global slot is
@@ -16,6 +19,7 @@ computed at prefill and kept in `memory_kv`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,17 +37,22 @@ class KVCache:
         max_global: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        spare: int = 0,
     ) -> None:
         self.window, self.max_global, self.batch_size = window, max_global, batch_size
-        shape = (n_layer, batch_size, n_kv_head, window + max_global, head_dim)
+        self.ring = window + spare
+        shape = (n_layer, batch_size, n_kv_head, self.ring + max_global, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.ring_pos = torch.full((window,), -1, dtype=torch.long, device=device)  # position held by each slot
-        self.global_pos = torch.full((max_global,), -1, dtype=torch.long, device=device)
-        self.global_valid = torch.zeros(batch_size, max_global, dtype=torch.bool, device=device)
+        # Bookkeeping lives on the host (numpy): it is a few hundred integers, and per-step tensor ops on it cost
+        # more than the attention they mask (measured ~100 us per step as torch ops, ~25 us as numpy).
+        self.ring_pos = np.full(self.ring, -1, np.int64)  # position held by each ring slot
+        self.global_pos = np.full(max_global, -1, np.int64)
+        self.global_valid = np.zeros((batch_size, max_global), bool)
         self.n_global = 0  # global slots in use
         self.pos = 0  # tokens consumed so far = absolute position of the next token
         self.memory_kv: dict[int, tuple[Tensor, Tensor]] = {}
+        self.derived: dict[object, object] = {}  # tables a decoder derives from memory_kv (FastDecoder.attach)
         # Set by plan() for the tokens being written now, shared by every layer.
         self._dst: Tensor | None = None  # slots to write
         self._src: Tensor | None = None  # time indices of the new k/v that go there
@@ -53,16 +62,17 @@ class KVCache:
         return self.k.device
 
     def reset(self) -> None:
-        self.ring_pos.fill_(-1)
-        self.global_pos.fill_(-1)
-        self.global_valid.fill_(False)
+        self.ring_pos.fill(-1)
+        self.global_pos.fill(-1)
+        self.global_valid.fill(False)
         self.n_global, self.pos = 0, 0
         self.memory_kv.clear()
+        self.derived.clear()
 
     def plan(self, is_global: Tensor) -> Tensor | None:
         """Prepare writing T new tokens (is_global: (B, T) bool) at positions pos..pos+T-1.
 
-        Returns the decode attention mask (B, 1, 1, window + n_global) for a single token, or None for a prefill
+        Returns the decode attention mask (B, 1, 1, ring + n_global) for a single token, or None for a prefill
         (the prefill attends within its own tokens with the training mask). Call `advance(T)` after the forward.
         """
         B, T = is_global.shape
@@ -70,32 +80,86 @@ class KVCache:
             raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {B}")
         if T > 1 and self.pos != 0:
             raise InputError("prefill", "prefill needs an empty cache (call reset() first)")
-        g_src = is_global.any(dim=0).nonzero().flatten()  # time steps where any row is global
-        n_new = g_src.numel()
+        glob = is_global.cpu().numpy()
+        g_src = np.flatnonzero(glob.any(0))  # time steps where any row is global
+        n_new = len(g_src)
         if self.n_global + n_new > self.max_global:
             raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
-        W = self.window
-        positions = torch.arange(self.pos, self.pos + T, device=self.device)
+        W, R = self.window, self.ring
+        positions = np.arange(self.pos, self.pos + T)
         # Ring: the last min(T, W) new tokens.
         keep = positions[-W:]
-        ring_src = torch.arange(T - keep.numel(), T, device=self.device)
-        ring_dst = keep % W
+        ring_src = np.arange(T - len(keep), T)
+        ring_dst = keep % R
         self.ring_pos[ring_dst] = keep
         # Global slots, appended.
-        g_dst = torch.arange(W + self.n_global, W + self.n_global + n_new, device=self.device)
+        g_dst = np.arange(R + self.n_global, R + self.n_global + n_new)
         sl = slice(self.n_global, self.n_global + n_new)
         self.global_pos[sl] = positions[g_src]
-        self.global_valid[:, sl] = is_global[:, g_src]
+        self.global_valid[:, sl] = glob[:, g_src]
         self.n_global += n_new
-        self._dst = torch.cat([ring_dst, g_dst])
-        self._src = torch.cat([ring_src, g_src])
+        self._dst = torch.from_numpy(np.concatenate([ring_dst, g_dst])).to(self.device)
+        self._src = torch.from_numpy(np.concatenate([ring_src, g_src])).to(self.device)
         if T > 1:
             return None
         p = self.pos  # the query position
         n = self.n_global
-        ring_ok = (self.ring_pos >= 0)[None].expand(B, W)  # the ring only ever holds positions p-W+1..p
+        ring_ok = np.broadcast_to((self.ring_pos >= 0) & (p - self.ring_pos < W), (B, R))  # holds p-R+1..p
         glob_ok = self.global_valid[:, :n] & ((p - self.global_pos[:n]) >= W)[None]  # (B, n)
-        return torch.cat([ring_ok, glob_ok], dim=1)[:, None, None, :]  # (B, 1, 1, W + n)
+        mask = np.concatenate([ring_ok, glob_ok], axis=1)[:, None, None, :]  # (B, 1, 1, R + n)
+        return torch.from_numpy(mask).to(self.device)
+
+    def plan_tokens(self, is_global: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Prepare feeding T tokens per row after a prefill (is_global (B, T) host-side bools), for FastDecoder.
+
+        Returns (ring_dst (T',), global_dst, global_src, bias): the ring slots of the last T' = min(T, ring) new
+        tokens, the appended global slots and the time steps they come from, and the additive attention mask
+        (B, T, ring + n_global) of the T queries (0 = attend, -inf = not): causal among the new tokens, the window
+        over the ring, global slots of the row once out of the window (the rule of `plan`). Call `advance(T)`
+        after the forward, and `rewind(n)` to drop the last n tokens again.
+        """
+        B, T = is_global.shape
+        if self.batch_size != B:
+            raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {B}")
+        if self.ring - self.window + 1 < T:
+            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
+        W, R, p, dev = self.window, self.ring, self.pos, self.device
+        g_src = np.flatnonzero(is_global.any(0))
+        n_new = len(g_src)
+        if self.n_global + n_new > self.max_global:
+            raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
+        positions = np.arange(p, p + T)
+        ring_dst = positions % R
+        self.ring_pos[ring_dst] = positions
+        g_dst = np.arange(R + self.n_global, R + self.n_global + n_new)
+        if n_new:
+            sl = slice(self.n_global, self.n_global + n_new)
+            self.global_pos[sl] = positions[g_src]
+            self.global_valid[:, sl] = is_global[:, g_src]
+            self.n_global += n_new
+        n = self.n_global
+        d = positions[:, None] - self.ring_pos[None, :]  # (T, R)
+        ring_ok = (self.ring_pos >= 0)[None] & (d >= 0) & (d < W)
+        glob_ok = self.global_valid[:, None, :n] & ((positions[:, None] - self.global_pos[None, :n]) >= W)[None]
+        ok = np.concatenate([np.broadcast_to(ring_ok, (B, T, R)), glob_ok], axis=2)
+        bias = np.where(ok, np.float32(0.0), np.float32(-np.inf))
+        as_t = (lambda a: torch.from_numpy(a).to(dev))
+        return as_t(ring_dst), as_t(g_dst), as_t(g_src), as_t(bias).to(self.k.dtype)
+
+    def rewind(self, n: int) -> None:
+        """Forget the last `n` tokens fed (rejected draft tokens): their ring slots and global slots are released."""
+        if not 0 <= n <= min(self.pos, self.ring - self.window):
+            raise InputError("rewind", f"cannot rewind {n} tokens (at most the {self.ring - self.window} spare)")
+        if n == 0:
+            return
+        self.pos -= n
+        self.ring_pos[self.ring_pos >= self.pos] = -1
+        k = int((self.global_pos[: self.n_global] >= self.pos).sum())
+        if k:
+            sl = slice(self.n_global - k, self.n_global)
+            self.global_pos[sl] = -1
+            self.global_valid[:, sl] = False
+            self.n_global -= k
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> None:
         """Store the new keys/values (B, G, T, D) of `layer` into the slots chosen by plan()."""
@@ -103,8 +167,8 @@ class KVCache:
         self.v[layer].index_copy_(2, self._dst, v.index_select(2, self._src).to(self.v.dtype))
 
     def keys_values(self, layer: int) -> tuple[Tensor, Tensor]:
-        """Keys and values a decode step attends over: (B, G, window + n_global, D) views, no copy."""
-        n = self.window + self.n_global
+        """Keys and values a decode step attends over: (B, G, ring + n_global, D) views, no copy."""
+        n = self.ring + self.n_global
         return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
 
     def advance(self, n: int) -> None:

@@ -168,13 +168,14 @@ class MusicTransformer(nn.Module):
     # ---- cached generation ------------------------------------------------------------------------------
     def new_cache(
         self, batch_size: int, max_global: int = 2048, device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | None = None, spare: int = 0,
     ) -> KVCache:
-        """An empty KV cache for `batch_size` rows holding up to `max_global` global tokens (prefix + Bars)."""
+        """An empty KV cache for `batch_size` rows holding up to `max_global` global tokens (prefix + Bars);
+        `spare` extra ring slots let a decoder feed up to spare + 1 tokens at once (speculative decoding)."""
         p = self.tok_emb.weight
         cfg = self.cfg
         return KVCache(cfg.n_layer, batch_size, cfg.n_kv_head, cfg.head_dim, cfg.window, max_global,
-                       device=device or p.device, dtype=dtype or p.dtype)
+                       device=device or p.device, dtype=dtype or p.dtype, spare=spare)
 
     @torch.no_grad()
     def prefill(

@@ -83,7 +83,6 @@ def _mixture_decode(ctx: TaskContext, reqs: list[Request], offsets: list[int], w
             break
         bar, pos, glob = state.structure
         bar -= state.offset  # each row adds its own offset
-        logits = [model.decode_step(torch.tensor([t], device=dev), torch.tensor([bar + off], device=dev),
-                                    torch.tensor([pos], device=dev), torch.tensor([glob], device=dev), cache)[0]
+        logits = [eng.decoder.step([t], [bar + off], [pos], np.array([glob]), cache)[0]
                   for cache, off in zip(caches, offsets, strict=True)]
     return np.asarray(out, np.int64)

@@ -1,0 +1,65 @@
+"""Speculative decoding pieces: prompt-lookup drafts and the verification rule that keeps the distribution exact.
+The engine-level checks (greedy identical to plain decoding, fed structure) are in test_engine.py.
+
+    .venv/bin/python -m pytest tests/generate/test_speculative.py -q
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acemusic.generate.speculative import LookupDrafter, verify_draft
+
+
+def test_lookup_drafts_the_continuation_of_the_latest_match():
+    d = LookupDrafter([5, 6, 7, 8, 1, 5, 6, 7, 9, 2, 5, 6, 7])
+    # suffix (5, 6, 7) last occurred at 5..7 and went on with 9, 2: a 3-token match drafts up to 3 tokens
+    assert d.draft(8) == [9, 2, 5]
+    assert d.draft(1) == [9]
+    d.push(9)
+    assert d.draft(8) == [2, 5, 6, 7]  # now the 4-gram (5, 6, 7, 9) matches: up to 4 tokens
+
+
+def test_lookup_never_matches_the_suffix_with_itself():
+    d = LookupDrafter([1, 2, 3])
+    assert d.draft(4) == []  # 3 never occurred before its own position
+    d.push(3)
+    assert d.draft(4) == [3]  # ... now it did: "3" was followed by 3
+    assert LookupDrafter([]).draft(4) == []
+    with pytest.raises(ValueError):
+        LookupDrafter(n_max=0)
+
+
+def _empirical(logits: torch.Tensor, d: int, n: int, rule) -> np.ndarray:
+    gen = torch.Generator().manual_seed(0)
+    counts = np.zeros(len(logits))
+    for _ in range(n):
+        t = rule(logits, d, gen)
+        counts[d if t is None else t] += 1
+    return counts / n
+
+
+def test_verify_draft_keeps_the_sampling_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, float("-inf")])
+    p = logits.softmax(-1).numpy()
+    for d in (0, 1, 3, 4):  # a likely draft, unlikely ones and one the grammar forbids
+        q = _empirical(logits, d, 6000, lambda lg, d, g: verify_draft(lg, d, g))
+        assert np.abs(q - p).max() < 0.02, (d, q, p)
+        assert q[4] == 0.0
+
+    def too_eager(lg, d, g):  # control: accepting with twice the probability skews the output
+        if float(torch.rand((), generator=g)) < 2 * float(lg.softmax(-1)[d]):
+            return None
+        rest = lg.clone()
+        rest[d] = float("-inf")
+        return int(torch.multinomial(rest.softmax(-1), 1, generator=g))
+
+    assert np.abs(_empirical(logits, 1, 6000, too_eager) - p).max() > 0.1
+
+
+def test_verify_draft_greedy():
+    logits = torch.tensor([0.0, 3.0, 1.0])
+    assert verify_draft(logits, 1, torch.Generator(), greedy=True) is None
+    assert verify_draft(logits, 2, torch.Generator(), greedy=True) == 1
