@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from acemusic.errors import InputError
+from acemusic.jsonl import read_jsonl
 
 RENDER_VERSION = 1  # bump when render.py changes what it writes, to invalidate caches
 MANIFEST = "manifest.jsonl"
@@ -273,8 +274,4 @@ def _run(todo: dict[str, tuple[bytes, dict]], out: Path, cfg: BatchConfig, worke
 
 def read_manifest(out: str | Path) -> list[dict]:
     """The rows of `out/manifest.jsonl` (paths are relative to `out`)."""
-    p = Path(out) / MANIFEST
-    if not p.is_file():
-        raise InputError(p, "missing: not a batch render folder (acemusic data render)")
-    with p.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(Path(out) / MANIFEST, "missing: not a batch render folder (acemusic data render)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acemusic.errors import InputError
+from acemusic.jsonl import read_jsonl
 
 INDEX = "index.jsonl"
 SR = 16000
@@ -47,11 +47,8 @@ def remap_programs(tokens: np.ndarray, rng: np.random.Generator, vocab) -> tuple
 
 
 def read_index(directory: str | Path) -> list[dict]:
-    path = Path(directory) / INDEX
-    if not path.is_file():
-        raise InputError(path, "missing: not an excerpt directory (make one with `acemusic codec excerpts`)")
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(Path(directory) / INDEX,
+                      "missing: not an excerpt directory (make one with `acemusic codec excerpts`)")
 
 
 def make_excerpts(dataset, out: str | Path, n: int, bars: int = 4, seed: int = 0, max_seconds: float = 12.0,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from acemusic.errors import InputError
+from acemusic.jsonl import read_jsonl
 from acemusic.tokenizer.vocab import Vocab
 
 SPLITS = ("train", "val", "test")
@@ -103,8 +104,7 @@ class TokenDataset:
     def metas(self) -> list[dict]:
         """All metadata, loaded once."""
         if self._meta is None:
-            with open(self.root / f"{self.split}.meta.jsonl", encoding="utf-8") as f:
-                self._meta = [json.loads(line) for line in f]
+            self._meta = read_jsonl(self.root / f"{self.split}.meta.jsonl")
             if len(self._meta) != len(self):
                 raise InputError(self.root / f"{self.split}.meta.jsonl", "piece count does not match the index")
         return self._meta

@@ -15,7 +15,6 @@ very fast > 160 bpm); a bpm ask is met within 5% (the tokenizer's tempo bins are
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from acemusic.generate.prompt import PITCH_CLASS, tempo_matches
+from acemusic.jsonl import read_jsonl
 
 PROMPTS = Path(__file__).with_name("prompts.jsonl")
 FIELDS = ("key", "mode", "key_and_mode", "tempo", "program", "meter")
 
 
 def load_prompts(path: str | Path = PROMPTS) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def pitch_class(name: str) -> int:
