@@ -15,35 +15,20 @@ against piece i+1's key and histogram (a continuation that ignored its input wou
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from heldout import Run, held_out_piece, spread, task_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
-    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
-    ap.add_argument("--split", default="test")
+    ap = task_parser(__doc__, "continue.json")
     ap.add_argument("--pieces", type=int, default=40)
     ap.add_argument("--bars", type=int, default=4)
     ap.add_argument("--max-bars", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "continue.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = Run(args)
 
-    from acemusic.api import load
     from acemusic.data.analysis import estimate_key
     from acemusic.data.shards import TokenDataset
     from acemusic.eval.metrics import histogram_overlap
@@ -51,16 +36,11 @@ def main() -> None:
     from acemusic.generate.sampling import SamplingConfig
     from acemusic.generate.tasks.base import run_task
     from acemusic.generate.tasks.continuation import ContinueTask
-    from acemusic.generate.tasks.io import load_piece, note_table
-    from acemusic.tokenizer import Conditions
+    from acemusic.generate.tasks.io import note_table
 
-    t_start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
-    bundle = load(args.checkpoint, text=False)
-    bundle.engine.decode_threads = args.threads
-    tok = bundle.tokenizer
+    bundle, tok = run.bundle, run.tok
     ds = TokenDataset(args.data, args.split)
-    ok = [i for i in range(len(ds)) if int(ds.meta(i).get("n_bars") or 0) >= 4]
-    chosen = [ok[j] for j in np.unique(np.linspace(0, len(ok) - 1, args.pieces).round().astype(int))]
+    chosen = spread(ds, args.pieces, 4)
     sampling = SamplingConfig(temperature=1.0, top_p=0.95, cfg=1.5)  # the Bundle defaults
 
     def pc(t: np.ndarray) -> np.ndarray:
@@ -69,12 +49,8 @@ def main() -> None:
 
     rows = []
     for k, i in enumerate(chosen):
-        meta = ds.meta(i)
-        body = np.asarray(ds.piece(i), np.int64)
-        body = tok.slice_bars(body, 0, min(len(tok.bar_starts(body)), args.max_bars))
-        insts = tuple(sorted({int(p) for p in meta.get("instruments") or []})) or (0,)
-        score = tok.decode(np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), body, [tok.vocab.eos]]))
-        piece = load_piece(tok, score, name=meta.get("id"))
+        piece = held_out_piece(tok, ds, i, args.max_bars)
+        score = piece.score
         t0 = time.time()
         out = run_task(ContinueTask(piece, bars=args.bars), bundle.ctx, sampling, seed=args.seed)
         secs = time.time() - t0
@@ -121,18 +97,7 @@ def main() -> None:
         "chance_pc_overlap": avg(chance, "pc_overlap"),
         "input_in_scale": float(np.nanmean(input_in_scale)),
     }
-    result = {
-        "command": "python benchmarks/continue_.py " + " ".join(f"--{k.replace('_', '-')} {v}"
-                                                                for k, v in vars(args).items()),
-        "sampling": vars(sampling), "summary": summary, "rows": rows,
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
-                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}")
+    run.write({"sampling": vars(sampling), "summary": summary, "rows": rows}, summary)
 
 
 if __name__ == "__main__":

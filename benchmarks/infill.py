@@ -30,17 +30,12 @@ Writes the JSON (per-piece rows included) and prints a summary table.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from heldout import Run, task_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 MIX_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -160,23 +155,15 @@ def copy_bars(notes: np.ndarray, bar_ticks: np.ndarray, a: int, b: int, shift: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
-    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
-    ap.add_argument("--split", default="test")
+    ap = task_parser(__doc__, "infill.json")
     ap.add_argument("--pieces", type=int, default=0, help="NLL on the first N usable pieces (0 = all)")
     ap.add_argument("--gen-pieces", type=int, default=150, help="pieces (spread over the split) to infill")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--cfg", type=float, default=1.5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "infill.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = Run(args)
 
-    from acemusic.api import load
     from acemusic.data.shards import TokenDataset
     from acemusic.errors import InputError
     from acemusic.generate.sampling import SamplingConfig
@@ -184,11 +171,8 @@ def main() -> None:
     from acemusic.generate.tasks.infill import InfillTask, infill_spans
     from acemusic.generate.tasks.io import load_piece, note_table
 
-    t_start, cpu_start = time.time(), time.process_time()
-    load_start = os.getloadavg()[0]
-    bundle = load(args.checkpoint, text=False)  # int8 engine for generation (the product default)
+    bundle = run.bundle
     tok, model = bundle.tokenizer, bundle.model.eval()  # fp32 model for the likelihoods
-    bundle.engine.decode_threads = args.threads
     ds = TokenDataset(args.data, args.split)
     items = list(windows(ds, tok))
     usable = [x for x in items if x[1] is not None]
@@ -201,7 +185,7 @@ def main() -> None:
         r = {"piece": i, "id": ds.meta(i).get("id"), "a": a, "b": b, **middle_nll(model, tok, prefix, w, a, b)}
         rows.append(r)
         if k % 50 == 0:
-            print(f"nll {k}/{len(usable)} {time.time() - t_start:.0f}s", flush=True)
+            print(f"nll {k}/{len(usable)} {run.elapsed():.0f}s", flush=True)
     conds = ("both", "left", "none", *(f"mix{w:g}" for w in MIX_WEIGHTS))
     tot = {c: sum(r[c] for r in rows) for c in conds}
     n_tok = sum(r["n_tokens"] for r in rows)
@@ -286,20 +270,8 @@ def main() -> None:
         "outside_identical_all": all(r["model"]["outside_identical"] for r in gen_rows),
         "gen_seconds_mean": float(np.mean([r["seconds"] for r in gen_rows])) if gen_rows else 0.0,
     }
-    result = {
-        "command": "python benchmarks/infill.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-        "checkpoint": args.checkpoint, "data": args.data, "split": args.split, "sampling": vars(sampling),
-        "seed": args.seed, "summary": summary,
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
-                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
-        "nll_rows": rows, "gen_rows": gen_rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print(json.dumps(summary, indent=1, default=float))
-    print(f"wrote {args.out}")
+    run.write({"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "sampling": vars(sampling),
+               "seed": args.seed, "summary": summary, "nll_rows": rows, "gen_rows": gen_rows}, summary)
 
 
 if __name__ == "__main__":

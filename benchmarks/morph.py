@@ -13,17 +13,10 @@ the movement comes from the weight schedule rather than from the endpoints.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from heldout import Run, held_out_piece, spread, task_parser
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -34,44 +27,25 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
-    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
-    ap.add_argument("--split", default="test")
+    ap = task_parser(__doc__, "morph.json")
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--bars", type=int, default=4)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-control", action="store_true", help="skip the constant-weight control")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morph.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = Run(args)
 
-    from acemusic.api import load
     from acemusic.data.shards import TokenDataset
     from acemusic.generate.tasks import interpolate as interp
-    from acemusic.generate.tasks.io import load_piece
-    from acemusic.tokenizer import Conditions
 
-    t_start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
-    bundle = load(args.checkpoint, text=False)
-    tok = bundle.tokenizer
-    bundle.engine.decode_threads = args.threads
+    bundle, tok = run.bundle, run.tok
     ds = TokenDataset(args.data, args.split)
-    ok = [i for i in range(len(ds)) if int(ds.meta(i).get("n_bars") or 0) >= args.bars + 2]
-    pick = np.unique(np.linspace(0, len(ok) - 1, 2 * args.pairs).round().astype(int))
-    chosen = [ok[j] for j in pick]
+    chosen = spread(ds, 2 * args.pairs, args.bars + 2)
     half = len(chosen) // 2
     pairs = list(zip(chosen[:half], chosen[half:2 * half], strict=True))
 
     def piece(i: int):
-        meta = ds.meta(i)
-        body = np.asarray(ds.piece(i), np.int64)
-        insts = tuple(sorted({int(p) for p in meta.get("instruments") or []})) or (0,)
-        score = tok.decode(np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), body, [tok.vocab.eos]]))
-        return load_piece(tok, score, name=meta.get("id"))
+        return held_out_piece(tok, ds, i)
 
     rows = []
     for k, (ia, ib) in enumerate(pairs):
@@ -117,18 +91,7 @@ def main() -> None:
         summary["control_w05"] = {"progress_per_step": per_step("progress", "control_stats"),
                                   "spearman_step_vs_progress_mean": rho("control_stats"),
                                   "monotone_pairs": monotone("control_stats")}
-    result = {
-        "command": "python benchmarks/morph.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if not isinstance(v, bool)),
-        "summary": summary, "rows": rows,
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
-                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}")
+    run.write({"summary": summary, "rows": rows}, summary)
 
 
 if __name__ == "__main__":

@@ -14,61 +14,30 @@ scores, and of a variation regenerating every bar but the first (strength 1).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from heldout import Run, held_out_piece, spread, task_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
-    ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
-    ap.add_argument("--split", default="test")
+    ap = task_parser(__doc__, "vary.json")
     ap.add_argument("--pieces", type=int, default=30)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--strength", type=float, default=0.5)
     ap.add_argument("--max-bars", type=int, default=16, help="vary the first N bars of longer pieces")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vary.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = Run(args)
 
-    from acemusic.api import load
     from acemusic.data.shards import TokenDataset
     from acemusic.generate.sampling import SamplingConfig
-    from acemusic.generate.tasks.io import load_piece
     from acemusic.generate.tasks.vary import motif_similarity, variation_stats, vary
-    from acemusic.tokenizer import Conditions
 
-    t_start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
-    bundle = load(args.checkpoint, text=False)
-    bundle.engine.decode_threads = args.threads
-    tok = bundle.tokenizer
+    bundle, tok = run.bundle, run.tok
     ds = TokenDataset(args.data, args.split)
-    ok = [i for i in range(len(ds)) if int(ds.meta(i).get("n_bars") or 0) >= 6]
-    chosen = [ok[j] for j in np.unique(np.linspace(0, len(ok) - 1, args.pieces).round().astype(int))]
+    chosen = spread(ds, args.pieces, 6)
     sampling = SamplingConfig(temperature=1.0, top_p=0.95, cfg=1.5)  # the Bundle defaults
-
-    def piece(i: int):
-        meta = ds.meta(i)
-        body = np.asarray(ds.piece(i), np.int64)
-        nb = len(tok.bar_starts(body))
-        body = tok.slice_bars(body, 0, min(nb, args.max_bars))
-        insts = tuple(sorted({int(p) for p in meta.get("instruments") or []})) or (0,)
-        score = tok.decode(np.concatenate([tok.cond_prefix(Conditions(instruments=insts)), body, [tok.vocab.eos]]))
-        return load_piece(tok, score, name=meta.get("id"))
-
-    pieces = [piece(i) for i in chosen]
+    pieces = [held_out_piece(tok, ds, i, args.max_bars) for i in chosen]
     rows = []
     for k, p in enumerate(pieces):
         t0 = time.time()
@@ -98,18 +67,7 @@ def main() -> None:
         "pieces_where_motif_beats_unrelated": float(np.mean([np.mean(r["motif_similarity"])
                                                              > r["motif_similarity_unrelated"] for r in rows])),
     }
-    result = {
-        "command": "python benchmarks/vary.py " + " ".join(f"--{k.replace('_', '-')} {v}"
-                                                           for k, v in vars(args).items()),
-        "sampling": vars(sampling), "summary": summary, "rows": rows,
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
-                    "wall_seconds": time.time() - t_start, "cpu_seconds": time.process_time() - cpu_start},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}")
+    run.write({"sampling": vars(sampling), "summary": summary, "rows": rows}, summary)
 
 
 if __name__ == "__main__":
