@@ -196,6 +196,21 @@ def test_batch_rows_with_bars_at_different_steps(engine, tok):
     assert [int((o == tok.vocab.bar).sum()) for o in out] == [23, 23]  # + the Bar closing each prompt = 24
 
 
+def test_default_decodes_on_one_thread_whatever_the_global_setting(tiny_model, tok, monkeypatch):
+    """Reproducibility: the thread count changes fp32 reduction order, so the default engine pins 1 thread for
+    prefill and every decode step, whatever torch's global setting."""
+    torch.set_num_threads(2)  # the autouse fixture sets 1 again for the next test
+    engine = Engine(tiny_model, tok)
+    seen = []
+    real_prefill, real_forward = engine.model.prefill, engine.decoder.forward
+    monkeypatch.setattr(engine.model, "prefill", lambda *a: seen.append(torch.get_num_threads()) or real_prefill(*a))
+    monkeypatch.setattr(engine.decoder, "forward",
+                        lambda *a: seen.append(torch.get_num_threads()) or real_forward(*a))
+    engine.generate([_request(tok, n_bars=2)], SamplingConfig(cfg=1.5), seed=0)
+    assert len(seen) > 5 and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
 def test_decode_threads_are_restored(tiny_model, tok):
     from acemusic.generate.engine import auto_threads
 

@@ -112,18 +112,21 @@ class Engine:
     """Generates token ids from a MusicTransformer under the token grammar and task controls."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device | None = None,
-                 quantize: str | None = None, decode_threads: int | str | None = "auto", speculate: int = 4) -> None:
+                 quantize: str | None = None, decode_threads: int | str | None = 1, speculate: int = 4) -> None:
         """Prefill runs the model; decode steps run a `FastDecoder` built from its weights (same logits, a third
-        of the per-token overhead). `quantize='int8'`: the decoder's linear layers hold int8 weights (fbgemm
-        dynamic, one scale per output channel); the caller's model is untouched. Decoding one token is
-        weight-bandwidth bound on CPU (the weights stream from L3 every step), so 4x fewer weight bytes make each
-        step ~1.5x faster.
+        of the per-token overhead; it reads the weights once, so build a new Engine after changing them).
+        `quantize='int8'`: the decoder's linear layers hold int8 weights (fbgemm dynamic, one scale per output
+        channel); the caller's model is untouched. Decoding one token is weight-bandwidth bound on CPU (the weights
+        stream from memory every step), so 4x fewer weight bytes make each step ~1.5x faster.
 
-        `decode_threads`: torch intra-op threads while decoding (restored afterwards; None = leave as is; "auto" =
-        the cores other processes leave free by the 1-minute load average, this process's own share removed, at
-        least 1; see `auto_threads`). Threads only pay off on idle cores: on the
-        2-core machine 2 threads decoded ~20% faster than 1 when idle, but at half the speed (68-78 vs 158
-        tokens/s) while another process kept a core busy, and 8x slower under heavy load.
+        `decode_threads`: torch intra-op threads while decoding, prefill included (restored afterwards; None = leave
+        as is; "auto" = the cores other processes leave free by the 1-minute load average, this process's own share
+        removed, at least 1; see `auto_threads`). The default, 1, keeps a seed's output the same whatever the
+        machine's load or core count: fp32 matmuls split their reductions by thread count, so the same seed gave
+        a different 16-bar compose at 2 threads than at 1 (measured: 111 vs 138 notes), and "auto" picks the count
+        from the load. Threads only pay off on idle cores: on the 2-core machine "auto" decoded 10-25% faster than 1
+        thread when idle (benchmarks/generate.py), but at half the speed while another process kept a core busy,
+        and 8x slower under heavy load.
 
         `speculate`: up to this many prompt-lookup draft tokens verified per forward when one sequence is decoded
         (0 = off). Same distribution of outputs, fewer forwards (see `generate/speculative.py`).
@@ -229,7 +232,9 @@ class Engine:
         new_bars = sum(b - s.bar_index + 1 for b, s in zip(budgets, states, strict=True)) if all(budgets) \
             else min(max_new_tokens, 4096)
         max_global = int(glob.any(0).sum()) + new_bars + 8 + speculate
-        cache = self.model.new_cache(R, max_global=max_global, device=self.device, spare=speculate)
+        # float32 whatever the model's dtype: the FastDecoder computes in float32 (prefill casts what it writes)
+        cache = self.model.new_cache(R, max_global=max_global, device=self.device, dtype=torch.float32,
+                                     spare=speculate)
         logits = self.model.prefill(ids, bar, pos, glob, text_emb, cond_mask, cache)
         loop = _Loop(self, states, sampling, gen, guided, max_new_tokens)
         if speculate:

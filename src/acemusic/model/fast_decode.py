@@ -1,6 +1,6 @@
 """FastDecoder: MusicTransformer's one-token decode step without nn.Module calls, for generation on CPU.
 
-    dec = FastDecoder(model, quantize="int8")          # reads the weights once
+    dec = FastDecoder(model, quantize="int8")          # reads the weights once: rebuild it after changing them
     logits = model.prefill(ids, bar, pos, glob, text_emb, cond_mask, cache)
     logits = dec.step(toks, bars, positions, is_global, cache)   # host-side ints/bools in, (B, V) logits out
     logits = dec.forward(ids, bars, positions, is_global, cache)  # (B, T) tokens at once (cache spare >= T-1)

@@ -112,8 +112,8 @@ class KVCache:
     def plan_tokens(self, is_global: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Prepare feeding T tokens per row after a prefill (is_global (B, T) host-side bools), for FastDecoder.
 
-        Returns (ring_dst (T',), global_dst, global_src, bias): the ring slots of the last T' = min(T, ring) new
-        tokens, the appended global slots and the time steps they come from, and the additive attention mask
+        Returns (ring_dst (T,), global_dst, global_src, bias): the ring slots of the new tokens, the appended
+        global slots and the time steps they come from, and the additive attention mask
         (B, T, ring + n_global) of the T queries (0 = attend, -inf = not): causal among the new tokens, the window
         over the ring, global slots of the row once out of the window (the rule of `plan`). Call `advance(T)`
         after the forward, and `rewind(n)` to drop the last n tokens again.
@@ -143,8 +143,8 @@ class KVCache:
         glob_ok = self.global_valid[:, None, :n] & ((positions[:, None] - self.global_pos[None, :n]) >= W)[None]
         ok = np.concatenate([np.broadcast_to(ring_ok, (B, T, R)), glob_ok], axis=2)
         bias = np.where(ok, np.float32(0.0), np.float32(-np.inf))
-        as_t = (lambda a: torch.from_numpy(a).to(dev))
-        return as_t(ring_dst), as_t(g_dst), as_t(g_src), as_t(bias).to(self.k.dtype)
+        ring_t, g_dst_t, g_src_t, bias_t = (torch.from_numpy(a).to(dev) for a in (ring_dst, g_dst, g_src, bias))
+        return ring_t, g_dst_t, g_src_t, bias_t.to(self.k.dtype)
 
     def rewind(self, n: int) -> None:
         """Forget the last `n` tokens fed (rejected draft tokens): their ring slots and global slots are released."""
