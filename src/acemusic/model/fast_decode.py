@@ -122,7 +122,7 @@ class FastDecoder:
 
     def attach(self, cache: KVCache) -> None:
         """Per-row cross-attention tables from the memory K/V that prefill stored in `cache`, kept on the cache
-        (`step` calls this itself the first time it sees a cache)."""
+        (`forward` calls this itself the first time it sees a cache)."""
         tables: dict[int, tuple[Tensor, Tensor]] = {}
         H, D = self.Hc, self.D
         for i, layer in enumerate(self.layers):
