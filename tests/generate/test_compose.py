@@ -123,12 +123,16 @@ def test_cli(tiny_checkpoint, tmp_path):
            ["compose", "piano", "--bars", "300", "-o", str(tmp_path / "d.mid")],
            ["compose", "piano", "--instruments", "kazoo", "-o", str(tmp_path / "e.mid")],
            ["compose", "piano", "--checkpoint", str(tmp_path / "nope"), "-o", str(tmp_path / "f.mid")],
-           ["compose", "piano", "--meter", "7/3", "-o", str(tmp_path / "g.mid")]]
+           ["compose", "piano", "--meter", "7/3", "-o", str(tmp_path / "g.mid")],
+           ["compose", "piano", "--threads", "0", "-o", str(tmp_path / "h.mid")],
+           ["compose", "piano", "--threads", "many", "-o", str(tmp_path / "i.mid")]]
     for b in bad:
         r = runner.invoke(app, b if "--checkpoint" in b else [*b, "--checkpoint", str(tiny_checkpoint)])
         assert r.exit_code == 1, (b, r.output)
         assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mid"]  # nothing else written
+    r = runner.invoke(app, [*args, "--force", "--threads", "auto"])  # opt-in: threads from the load average
+    assert r.exit_code == 0, r.output
 
 
 def test_meter_held_when_not_asked(bundle):

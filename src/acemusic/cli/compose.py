@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from acemusic.cli.app import app, check_writable, fail
-from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, TopP, Wav
+from acemusic.cli.options import Cfg, Checkpoint, Force, Seed, SoundFont, Temperature, Threads, TopP, Wav, parse_threads
 from acemusic.errors import AcemusicError
 
 
@@ -53,18 +53,19 @@ def compose_cmd(
     checkpoint: Checkpoint = None,
     soundfont: SoundFont = None,
     force: Force = False,
+    threads: Threads = "1",
 ) -> None:
     """Compose a new piece from a text prompt."""
     t0 = time.perf_counter()
     try:
         _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, candidates,
-                 checkpoint, soundfont, force, t0)
+                 checkpoint, soundfont, force, threads, t0)
     except AcemusicError as e:
         fail(str(e))
 
 
 def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature, top_p, cfg, seed, candidates,
-             checkpoint, soundfont, force, t0) -> None:
+             checkpoint, soundfont, force, threads, t0) -> None:
     from acemusic.api import check_candidates, check_sampling, load
     from acemusic.generate.prompt import check_bars, check_prompt, parse_prompt
 
@@ -73,6 +74,7 @@ def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature
     check_bars(bars)
     check_sampling(temperature, top_p, cfg)
     check_candidates(candidates)
+    decode_threads = parse_threads(threads)
     spec = parse_prompt(text).override(key=key, tempo=tempo, meter=meter, instruments=instruments)
     for path in (out, wav):
         if path is not None and path.exists() and not force:
@@ -88,6 +90,7 @@ def _compose(prompt, out, wav, bars, key, tempo, meter, instruments, temperature
 
     console = Console(stderr=True)
     bundle = load(checkpoint)
+    bundle.engine.decode_threads = decode_threads
     with Progress(TextColumn("composing"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("bars", total=bars)

@@ -21,5 +21,25 @@ Checkpoint = Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoin
 SoundFont = Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 Wav = Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")]
+Threads = Annotated[str, typer.Option("--threads", help="Decode threads: a number, or 'auto' (the cores the load "
+                                                        "leaves free: faster on idle cores, but then the output "
+                                                        "depends on the load).")]
 
-__all__ = ["Cfg", "Checkpoint", "Force", "Seed", "SoundFont", "Temperature", "TopP", "Wav"]
+
+def parse_threads(value: str) -> int | str:
+    """--threads: a positive int or 'auto' (Engine.decode_threads)."""
+    from acemusic.errors import InputError
+
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 256:
+        raise InputError("--threads", f"must be a number of threads (1-256) or 'auto', got {value!r}")
+    return n
+
+
+__all__ = ["Cfg", "Checkpoint", "Force", "Seed", "SoundFont", "Temperature", "Threads", "TopP", "Wav",
+           "parse_threads"]
