@@ -176,8 +176,8 @@ def test_length_guard_closes_the_piece(engine, tok, grammar):
 
 
 def test_int8_engine(tiny_model, tok, grammar):
-    """int8 decode weights: the caller's model stays float, outputs are seeded and keep the grammar, and the next
-    tokens are distributed close to the float engine's (the decoder itself: tests/model/test_fast_decode.py)."""
+    """int8 decode weights: the caller's model stays float, outputs are seeded and keep the grammar (closeness of
+    the int8 logits to the float ones: tests/model/test_fast_decode.py)."""
     engine = Engine(tiny_model, tok, quantize="int8")
     assert engine.decoder.int8 and isinstance(tiny_model.blocks[0].mlp.fc, torch.nn.Linear)
     req = _request(tok, n_bars=3)
