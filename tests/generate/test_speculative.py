@@ -63,3 +63,37 @@ def test_verify_draft_greedy():
     logits = torch.tensor([0.0, 3.0, 1.0])
     assert verify_draft(logits, 1, torch.Generator(), greedy=True) is None
     assert verify_draft(logits, 2, torch.Generator(), greedy=True) == 1
+
+
+def test_lookup_continues_an_outside_guess():
+    d = LookupDrafter([5, 6, 7, 8, 1, 5, 6])
+    assert d.draft(4, first=9) == [9]  # (6, 9) never occurred: the guess alone
+    assert d.draft(4, first=7) == [7, 8, 1, 5]  # (5, 6, 7) occurred, went on with 8, 1, 5: a 3-token match
+    assert d.draft(1, first=7) == [7]
+    assert d.draft(0, first=7) == []
+
+
+def test_next_onset_guess(tiny_model, tok):
+    """After a Duration the engine guesses Position(onset + duration), or Bar when that reaches the bar's end."""
+    from acemusic.generate.constraints import Controls, GrammarState
+    from acemusic.generate.engine import Engine, _Loop
+    from acemusic.generate.sampling import SamplingConfig
+    from acemusic.tokenizer import Conditions
+
+    eng = Engine(tiny_model, tok)
+    v = tok.vocab
+    st = GrammarState(eng.grammar, Controls())
+    prefix = tok.cond_prefix(Conditions(instruments=(0,))).tolist()
+    ts = v.time_signatures.index((4, 4))
+    q = v.duration_bin(12)  # a quarter note: 12 ticks
+    body = [v.bar, v.id("TimeSig", ts), v.id("Tempo", 10), v.id("Position", 0), v.id("Program", 0),
+            v.id("Velocity", 8), v.id("Pitch", 60), v.id("Duration", q)]
+    for t in prefix + body:
+        st.advance(t)
+    loop = _Loop(eng, [st], SamplingConfig(), torch.Generator(), False, 100)
+    assert loop.next_onset(st, body[-1]) == v.id("Position", 12)
+    for t in (v.id("Position", 36), v.id("Pitch", 62), v.id("Duration", q)):
+        st.advance(t)
+    assert loop.next_onset(st, v.id("Duration", q)) == v.bar  # 36 + 12 = 48 ticks: the end of a 4/4 bar
+    st.advance(v.bar)
+    assert loop.next_onset(st, v.bar) is None  # not after a Duration

@@ -335,6 +335,17 @@ class _Loop:
                 toks = toks + toks
             logits = dec.step(toks, self.step_bar, self.step_pos, self.step_glob, cache)
 
+    def next_onset(self, state: GrammarState, t: int) -> int | None:
+        """After a Duration token t: the token of a melody going on, Position(onset + duration) or Bar at the bar's
+        end (None otherwise). A draft guess only; verification decides."""
+        if state.phase != DURATION or not state.bar_len:
+            return None
+        vocab = self.e.vocab
+        nxt = state.pos + int(self.e._dur_ticks[vocab.value_of[t]])
+        if nxt >= state.bar_len:
+            return vocab.bar
+        return vocab.offset["Position"] + nxt if nxt < len(vocab.values["Position"]) else None
+
     def speculative(self, logits: torch.Tensor, cache, prompt: np.ndarray, k: int) -> Iterator[Step]:
         """One sequence: after each sampled token, feed it with up to k prompt-lookup drafts in one forward and
         verify them in order (`verify_draft`); at the first rejection the token comes from the residual
@@ -354,8 +365,11 @@ class _Loop:
             if state.done or step >= self.max_new:
                 return
             # Lay the drafts out with a fork of the grammar state: stop at the first one the grammar refuses.
+            budget = min(k, self.max_new - step - 1)
+            guess = self.next_onset(state, t)
             fork, drafts, struct = state.fork(), [], [state.structure]
-            for d in drafter.draft(min(k, self.max_new - step - 1)):
+            proposal = drafter.draft(budget, guess) if guess is not None and state.allowed()[guess] else []
+            for d in proposal or drafter.draft(budget):
                 if fork.done or not fork.allowed()[d]:
                     break
                 fork.advance(d)

@@ -13,7 +13,10 @@ exactly speculative sampling (Leviathan et al. 2023, https://arxiv.org/abs/2211.
 distributed as the model says (greedy: accept iff d is the argmax). Prompt lookup as a draft source: Saxena 2023
 (github.com/apoorvumang/prompt-lookup-decoding).
 
-The draft is as long as the matched n-gram (n_max down to 1): a longer match predicts a longer repeat. Measured on
+The draft is as long as the matched n-gram (n_max down to 1): a longer match predicts a longer repeat. After a
+Duration the engine guesses the next token itself (the next onset, Position = onset + duration, or Bar at the bar's
+end: right for 90% of the Positions that follow a Duration in compose outputs, against 39% for lookup) and lets
+the lookup continue from there (+9% tokens per forward in a simulation on 20 compose outputs). Measured on
 `compose` with the shipped model: 1.45-1.53 tokens per forward, 36% of drafts accepted, 1.3-1.5x the tokens/s of
 plain decoding (benchmarks/generate.py, README "Generation speed").
 """
@@ -47,14 +50,21 @@ class LookupDrafter:
             self.index[tuple(seq[L - n :])] = L
         seq.append(t)
 
-    def draft(self, k: int) -> list[int]:
-        """Up to k tokens that followed the latest earlier occurrence of the longest suffix found (n_max..1)."""
-        seq, L = self.seq, len(self.seq)
+    def draft(self, k: int, first: int | None = None) -> list[int]:
+        """Up to k tokens that followed the latest earlier occurrence of the longest suffix found (n_max..1).
+        `first`: a guess for the next token from elsewhere; the draft is then that token and the lookup's
+        continuation of the sequence extended by it."""
+        if k <= 0:
+            return []
+        seq = self.seq if first is None else [*self.seq[-self.n_max + 1 :], first]
+        L = len(seq)
+        head = [] if first is None else [first]
+        k -= len(head)
         for n in range(min(self.n_max, L), 0, -1):
             j = self.index.get(tuple(seq[L - n :]))
             if j is not None:
-                return seq[j : j + min(k, n)]
-        return []
+                return head + self.seq[j : j + min(k, n)]
+        return head
 
 
 def verify_draft(filtered: torch.Tensor, d: int, gen: torch.Generator, greedy: bool = False) -> int | None:
