@@ -75,39 +75,15 @@ class KVCache:
         Returns the decode attention mask (B, 1, 1, ring + n_global) for a single token, or None for a prefill
         (the prefill attends within its own tokens with the training mask). Call `advance(T)` after the forward.
         """
-        B, T = is_global.shape
-        if self.batch_size != B:
-            raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {B}")
+        T = is_global.shape[1]
         if T > 1 and self.pos != 0:
             raise InputError("prefill", "prefill needs an empty cache (call reset() first)")
-        glob = is_global.cpu().numpy()
-        g_src = np.flatnonzero(glob.any(0))  # time steps where any row is global
-        n_new = len(g_src)
-        if self.n_global + n_new > self.max_global:
-            raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
-        W, R = self.window, self.ring
-        positions = np.arange(self.pos, self.pos + T)
-        # Ring: the last min(T, W) new tokens.
-        keep = positions[-W:]
-        ring_src = np.arange(T - len(keep), T)
-        ring_dst = keep % R
-        self.ring_pos[ring_dst] = keep
-        # Global slots, appended.
-        g_dst = np.arange(R + self.n_global, R + self.n_global + n_new)
-        sl = slice(self.n_global, self.n_global + n_new)
-        self.global_pos[sl] = positions[g_src]
-        self.global_valid[:, sl] = glob[:, g_src]
-        self.n_global += n_new
+        positions, ring_dst, ring_src, g_dst, g_src = self._place(is_global.cpu().numpy())
         self._dst = torch.from_numpy(np.concatenate([ring_dst, g_dst])).to(self.device)
         self._src = torch.from_numpy(np.concatenate([ring_src, g_src])).to(self.device)
         if T > 1:
             return None
-        p = self.pos  # the query position
-        n = self.n_global
-        ring_ok = np.broadcast_to((self.ring_pos >= 0) & (p - self.ring_pos < W), (B, R))  # holds p-R+1..p
-        glob_ok = self.global_valid[:, :n] & ((p - self.global_pos[:n]) >= W)[None]  # (B, n)
-        mask = np.concatenate([ring_ok, glob_ok], axis=1)[:, None, None, :]  # (B, 1, 1, R + n)
-        return torch.from_numpy(mask).to(self.device)
+        return torch.from_numpy(self._allowed(positions)[:, None]).to(self.device)  # (B, 1, 1, R + n)
 
     def plan_tokens(self, is_global: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Prepare feeding T tokens per row after a prefill (is_global (B, T) host-side bools), for FastDecoder.
@@ -118,33 +94,47 @@ class KVCache:
         over the ring, global slots of the row once out of the window (the rule of `plan`). Call `advance(T)`
         after the forward, and `rewind(n)` to drop the last n tokens again.
         """
+        T = is_global.shape[1]
+        if self.ring - self.window + 1 < T:
+            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
+        positions, ring_dst, _, g_dst, g_src = self._place(is_global)
+        bias = np.where(self._allowed(positions), np.float32(0.0), np.float32(-np.inf))
+        ring_t, g_dst_t, g_src_t, bias_t = (torch.from_numpy(a).to(self.device) for a in (ring_dst, g_dst, g_src, bias))
+        return ring_t, g_dst_t, g_src_t, bias_t.to(self.k.dtype)
+
+    def _place(self, is_global: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Book T new tokens at positions pos..pos+T-1: ring slots for the last min(T, ring) of them, a global slot
+        appended for every step where any row is global. Returns (positions, ring_dst, ring_src, global_dst,
+        global_src): slots, and the time steps whose keys go there."""
         B, T = is_global.shape
         if self.batch_size != B:
             raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {B}")
-        if self.ring - self.window + 1 < T:
-            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
-        W, R, p, dev = self.window, self.ring, self.pos, self.device
-        g_src = np.flatnonzero(is_global.any(0))
+        g_src = np.flatnonzero(is_global.any(0))  # time steps where any row is global
         n_new = len(g_src)
         if self.n_global + n_new > self.max_global:
             raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
-        positions = np.arange(p, p + T)
-        ring_dst = positions % R
-        self.ring_pos[ring_dst] = positions
+        R = self.ring
+        positions = np.arange(self.pos, self.pos + T)
+        keep = positions[-R:]  # older ones would be overwritten (and are out of every later query's window)
+        ring_src = np.arange(T - len(keep), T)
+        ring_dst = keep % R
+        self.ring_pos[ring_dst] = keep
         g_dst = np.arange(R + self.n_global, R + self.n_global + n_new)
-        if n_new:
-            sl = slice(self.n_global, self.n_global + n_new)
-            self.global_pos[sl] = positions[g_src]
-            self.global_valid[:, sl] = is_global[:, g_src]
-            self.n_global += n_new
-        n = self.n_global
-        d = positions[:, None] - self.ring_pos[None, :]  # (T, R)
+        sl = slice(self.n_global, self.n_global + n_new)
+        self.global_pos[sl] = positions[g_src]
+        self.global_valid[:, sl] = is_global[:, g_src]
+        self.n_global += n_new
+        return positions, ring_dst, ring_src, g_dst, g_src
+
+    def _allowed(self, queries: np.ndarray) -> np.ndarray:
+        """(B, T, ring + n_global) bool: what queries at positions `queries` (T,) may attend. A ring slot while it
+        holds an earlier (or the same) position inside the window; a row's global slot once its token has left
+        the window (inside it the ring holds that key: counting it twice would change the softmax)."""
+        W, R, n = self.window, self.ring, self.n_global
+        d = queries[:, None] - self.ring_pos[None, :]  # (T, R)
         ring_ok = (self.ring_pos >= 0)[None] & (d >= 0) & (d < W)
-        glob_ok = self.global_valid[:, None, :n] & ((positions[:, None] - self.global_pos[None, :n]) >= W)[None]
-        ok = np.concatenate([np.broadcast_to(ring_ok, (B, T, R)), glob_ok], axis=2)
-        bias = np.where(ok, np.float32(0.0), np.float32(-np.inf))
-        ring_t, g_dst_t, g_src_t, bias_t = (torch.from_numpy(a).to(dev) for a in (ring_dst, g_dst, g_src, bias))
-        return ring_t, g_dst_t, g_src_t, bias_t.to(self.k.dtype)
+        glob_ok = self.global_valid[:, None, :n] & ((queries[:, None] - self.global_pos[None, :n]) >= W)[None]
+        return np.concatenate([np.broadcast_to(ring_ok, (self.batch_size, len(queries), R)), glob_ok], axis=2)
 
     def rewind(self, n: int) -> None:
         """Forget the last `n` tokens fed (rejected draft tokens): their ring slots and global slots are released."""
