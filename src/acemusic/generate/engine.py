@@ -317,13 +317,17 @@ class _Loop:
             self.step_bar[b], self.step_pos[b], self.step_glob[b] = s.structure
         return toks
 
+    def sample(self, logits: torch.Tensor, step: int) -> list[int]:
+        """One token per row from the filtered distribution of `logits` (greedy at temperature 0)."""
+        return sample_next(self.filtered(logits, step), self.gen, greedy=self.greedy).tolist()
+
     def emit(self, step: int, toks: list[int], notes: list[Note]) -> Step:
         return Step(step, np.asarray(toks, np.int64), self.finished.copy(), notes, self.states)
 
     def plain(self, logits: torch.Tensor, cache) -> Iterator[Step]:
         B, dec = self.B, self.e.decoder
         for step in range(self.max_new):
-            toks = sample_next(self.filtered(logits, step), self.gen, greedy=self.greedy).tolist()
+            toks = self.sample(logits, step)
             notes: list[Note] = []
             toks = self.commit(toks, notes)
             yield self.emit(step, toks, notes)
@@ -334,6 +338,19 @@ class _Loop:
                     self.step_bar[:B], self.step_pos[:B], self.step_glob[:B])
                 toks = toks + toks
             logits = dec.step(toks, self.step_bar, self.step_pos, self.step_glob, cache)
+
+    @staticmethod
+    def lay_out(state: GrammarState, proposal: list[int]) -> tuple[list[int], list[tuple[int, int, bool]]]:
+        """The longest grammatical prefix of `proposal` after `state` (tried on a fork) and each token's
+        structure."""
+        fork, drafts, struct = state.fork(), [], []
+        for d in proposal:
+            if fork.done or not fork.allowed()[d]:
+                break
+            fork.advance(d)
+            drafts.append(d)
+            struct.append(fork.structure)
+        return drafts, struct
 
     def next_onset(self, state: GrammarState, t: int) -> int | None:
         """After a Duration token t: the token of a melody going on, Position(onset + duration) or Bar at the bar's
@@ -356,7 +373,7 @@ class _Loop:
         drafter = LookupDrafter(np.asarray(prompt).tolist())
         stats = self.e.spec_stats = {"forwards": 0, "drafted": 0, "accepted": 0}  # of the latest call
         step = 0
-        t = sample_next(self.filtered(logits, step), self.gen, greedy=self.greedy).tolist()[0]
+        t = self.sample(logits, step)[0]
         while True:
             t = self.commit([t], notes := [])[0]
             yield self.emit(step, [t], notes)
@@ -364,19 +381,13 @@ class _Loop:
             drafter.push(t)
             if state.done or step >= self.max_new:
                 return
-            # Lay the drafts out with a fork of the grammar state: stop at the first one the grammar refuses.
             budget = min(k, self.max_new - step - 1)
             guess = self.next_onset(state, t)
-            fork, drafts, struct = state.fork(), [], [state.structure]
-            proposal = drafter.draft(budget, guess) if guess is not None and state.allowed()[guess] else []
-            for d in proposal or drafter.draft(budget):
-                if fork.done or not fork.allowed()[d]:
-                    break
-                fork.advance(d)
-                drafts.append(d)
-                struct.append(fork.structure)
+            drafts, struct = self.lay_out(state, drafter.draft(budget, guess)) if guess is not None else ([], [])
+            if not drafts:  # no guess, or the grammar refused it: the lookup alone
+                drafts, struct = self.lay_out(state, drafter.draft(budget))
             ids = np.array([[t, *drafts]] * R, np.int64)
-            cols = np.array(struct, np.int64).T  # (3, T): bar index, position, is_global
+            cols = np.array([state.structure, *struct], np.int64).T  # (3, T): bar index, position, is_global
             bars, poss, globs = (np.repeat(c[None], R, axis=0) for c in cols)
             out = dec.forward(ids, bars, poss, globs.astype(bool), cache)
             stats["forwards"] += 1
@@ -395,4 +406,4 @@ class _Loop:
                 if state.done:
                     return
             if t is None:  # every draft taken: the forward's last logits give the next token
-                t = sample_next(self.filtered(out[:, len(drafts)], step), self.gen, greedy=self.greedy).tolist()[0]
+                t = self.sample(out[:, len(drafts)], step)[0]
