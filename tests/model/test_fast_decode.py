@@ -167,3 +167,15 @@ def test_rewind_and_spare_limits(tiny):
     assert (cache.pos, cache.n_global) == (3, 3)
     with pytest.raises(InputError, match="rewind"):
         cache.rewind(3)
+
+
+def test_rope_table_grows_on_demand(tiny, batch):
+    """Past the precomputed RoPE rows the table is extended; the logits still match the reference."""
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny).eval()
+    dec = FastDecoder(model)
+    dec._rope(8)  # a table far shorter than the sequence
+    b = batch(1, 40, seed=2)
+    (ref, fast), _ = decode_both(model, b, 4, dec)
+    assert dec.cos.shape[0] >= 40
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
