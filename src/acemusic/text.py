@@ -14,19 +14,21 @@ Test: `pytest tests/data/test_text.py`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from acemusic.paths import cache_root, write_atomic
+
 DIM = 384
 MAX_TOKENS = 256  # sentence-transformers max_seq_length for this model
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("ACEMUSIC_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "acemusic") / "text"
+    return cache_root() / "text"
 
 
 def model_dir() -> Path:
@@ -134,9 +136,8 @@ class TextEmbedder:
     @staticmethod
     def _save(path: Path, v: np.ndarray) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, v.astype(np.float32))
-            os.replace(tmp, path)
+            buf = io.BytesIO()
+            np.save(buf, v.astype(np.float32))
+            write_atomic(path, buf.getvalue())
         except OSError:  # a read-only cache is not an error: the embedding is still returned
             pass

@@ -196,11 +196,13 @@ def test_batch_rows_with_bars_at_different_steps(engine, tok):
     assert [int((o == tok.vocab.bar).sum()) for o in out] == [23, 23]  # + the Bar closing each prompt = 24
 
 
-def test_default_decodes_on_one_thread_whatever_the_global_setting(tiny_model, tok, monkeypatch):
-    """Reproducibility: the thread count changes fp32 reduction order, so the default engine pins 1 thread for
-    prefill and every decode step, whatever torch's global setting."""
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_default_keeps_torch_on_one_thread_whatever_the_global_setting(tiny_model, tok, monkeypatch, backend):
+    """Reproducibility: the thread count changes torch's fp32 reduction order, so the default engine pins torch
+    to 1 thread for the prefill and (torch backend) every decode step, whatever torch's global setting."""
     torch.set_num_threads(2)  # the autouse fixture sets 1 again for the next test
-    engine = Engine(tiny_model, tok)
+    engine = Engine(tiny_model, tok, backend=backend)
+    assert engine.backend == backend
     seen = []
     real_prefill, real_forward = engine.model.prefill, engine.decoder.forward
     monkeypatch.setattr(engine.model, "prefill", lambda *a: seen.append(torch.get_num_threads()) or real_prefill(*a))
@@ -209,6 +211,36 @@ def test_default_decodes_on_one_thread_whatever_the_global_setting(tiny_model, t
     engine.generate([_request(tok, n_bars=2)], SamplingConfig(cfg=1.5), seed=0)
     assert len(seen) > 5 and set(seen) == {1}
     assert torch.get_num_threads() == 2
+
+
+def test_auto_threads_give_onnx_batches_the_idle_cores(tiny_model, tok, monkeypatch):
+    """onnxruntime's outputs do not depend on its thread count (tests/model/test_fast_decode.py), so "auto" lets
+    a guided pair or a batch use the idle cores, and keeps a lone row on one thread."""
+    import acemusic.generate.engine as eng_mod
+
+    monkeypatch.setattr(eng_mod, "auto_threads", lambda max_threads=None: 2)
+    engine = Engine(tiny_model, tok, backend="onnx")
+    seen = []
+    real = engine.decoder.forward
+    monkeypatch.setattr(engine.decoder, "forward", lambda *a: seen.append(engine.decoder.threads) or real(*a))
+    guided = engine.generate([_request(tok, n_bars=2)], SamplingConfig(cfg=1.5), seed=0)[0]
+    assert set(seen) == {2}
+    seen.clear()
+    engine.generate([_request(tok, n_bars=2, guided=False)], SamplingConfig(), seed=0)
+    assert set(seen) == {1}
+    engine.decode_threads = 1
+    assert np.array_equal(engine.generate([_request(tok, n_bars=2)], SamplingConfig(cfg=1.5), seed=0)[0], guided)
+
+
+def test_backends_agree(tiny_model, tok):
+    """The torch and onnx decoders compute the same logits to float rounding: greedy decoding gives the same
+    tokens, guided pair included."""
+    outs = [Engine(tiny_model, tok, backend=b).generate([_request(tok, n_bars=3)], SamplingConfig(temperature=0,
+                                                                                                  cfg=1.5))[0]
+            for b in ("torch", "onnx")]
+    assert len(outs[0]) > 20 and np.array_equal(*outs)
+    with pytest.raises(ValueError, match="backend"):
+        Engine(tiny_model, tok, backend="tensorrt")
 
 
 def test_decode_threads_are_restored(tiny_model, tok):

@@ -210,7 +210,8 @@ def test_mixture_path(bundle):
     task = InfillTask(piece, 3, 5)
     req = task.build(bundle.ctx)
     assert task.mixes() and not InfillTask(piece, 3, 5, right_weight=1.0).mixes()
-    plain = Engine(bundle.model, tok, speculate=0)  # the mixture decodes token by token, like the plain path
+    # the mixture decodes token by token with the bundle's decoder, like the plain path of the same engine setup
+    plain = Engine(bundle.model, tok, quantize=bundle.engine.quantize, speculate=0)
     engine_ids = plain.generate([req], SamplingConfig(top_p=0.95), seed=3, max_new_tokens=600)[0]
     state = task.new_state(bundle.ctx)
     mixed_ids = mixture_decode(bundle.ctx, [req], [task.a - task.window[0]], [1.0], state,

@@ -1,4 +1,5 @@
-"""FastDecoder must compute what MusicTransformer.decode_step computes: same logits, same cache contents.
+"""FastDecoder and OnnxDecoder must compute what MusicTransformer.decode_step computes: same logits, same cache
+contents. Every test runs on both (the `Decoder` fixture).
 
 Sequences run well past the window with per-row global (Bar) tokens, a guided pair of rows (text / null memory),
 and the norm and MLP variants, so the incremental mask of KVCache.plan_step and the folded cross-attention are
@@ -17,6 +18,12 @@ import torch
 
 from acemusic.model import MusicTransformer
 from acemusic.model.fast_decode import FastDecoder
+from acemusic.model.onnx_decode import OnnxDecoder
+
+
+@pytest.fixture(params=[FastDecoder, OnnxDecoder], ids=["torch", "onnx"])
+def Decoder(request):
+    return request.param
 
 
 def decode_both(model, b, n_prompt, dec):
@@ -43,12 +50,12 @@ def decode_both(model, b, n_prompt, dec):
 @pytest.mark.parametrize("n_prompt", [1, 9, 40])  # shorter and longer than the window (16)
 @pytest.mark.parametrize("variant", [{}, {"norm": "rmsnorm", "mlp": "gelu"}, {"global_tokens": False},
                                      {"cross_attn_every": 0}])
-def test_fast_decode_matches_decode_step(tiny, batch, n_prompt, variant):
+def test_fast_decode_matches_decode_step(tiny, batch, n_prompt, variant, Decoder):
     torch.manual_seed(0)
     model = MusicTransformer(replace(tiny, **variant)).eval()
     b = batch(2, 80, seed=3, bar_p=0.15)
     b["cond_mask"] = torch.tensor([True, False])  # a guided pair: text row and null-memory row
-    (ref, fast), (c_ref, c_fast) = decode_both(model, b, n_prompt, FastDecoder(model))
+    (ref, fast), (c_ref, c_fast) = decode_both(model, b, n_prompt, Decoder(model))
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
     n = c_ref.window + c_ref.n_global
     assert c_fast.n_global == c_ref.n_global
@@ -56,11 +63,11 @@ def test_fast_decode_matches_decode_step(tiny, batch, n_prompt, variant):
     torch.testing.assert_close(c_fast.v[:, :, :, :n], c_ref.v[:, :, :, :n], atol=1e-5, rtol=1e-5)
 
 
-def test_fast_decode_sees_far_global_tokens(tiny, batch):
+def test_fast_decode_sees_far_global_tokens(tiny, batch, Decoder):
     """Control: past the window the fast path's logits depend on which earlier tokens were global."""
     torch.manual_seed(0)
     model = MusicTransformer(tiny).eval()
-    dec = FastDecoder(model)
+    dec = Decoder(model)
     b = batch(2, 60, seed=6)
     flat = dict(b, is_global=torch.zeros_like(b["is_global"]))
     (_, a), _ = decode_both(model, b, 5, dec)
@@ -69,11 +76,11 @@ def test_fast_decode_sees_far_global_tokens(tiny, batch):
     assert not torch.allclose(a[:, -10:], c[:, -10:], atol=1e-3)
 
 
-def test_fast_decode_after_reference_steps(tiny, batch):
+def test_fast_decode_after_reference_steps(tiny, batch, Decoder):
     """Mixing paths (reference steps, then fast ones) rebuilds the incremental mask from the cache's state."""
     torch.manual_seed(0)
     model = MusicTransformer(tiny).eval()
-    dec = FastDecoder(model)
+    dec = Decoder(model)
     b = batch(1, 50, seed=8)
     (ref, _), _ = decode_both(model, b, 4, dec)
     cache = model.new_cache(1, max_global=64)
@@ -90,19 +97,19 @@ def test_fast_decode_after_reference_steps(tiny, batch):
     torch.testing.assert_close(torch.stack(mixed, 1), ref, atol=1e-4, rtol=1e-4)
 
 
-def test_int8_fast_decode_is_close(tiny, batch):
+def test_int8_fast_decode_is_close(tiny, batch, Decoder):
     """int8 MLP weights: next-token distributions stay within a small KL of the float path."""
     torch.manual_seed(0)
     model = MusicTransformer(replace(tiny, d_model=128, d_ff=512)).eval()
     b = batch(2, 40, seed=4)
-    (ref, fast), _ = decode_both(model, b, 5, FastDecoder(model, quantize="int8"))
+    (ref, fast), _ = decode_both(model, b, 5, Decoder(model, quantize="int8"))
     kl = torch.nn.functional.kl_div(fast.log_softmax(-1), ref.log_softmax(-1), log_target=True,
                                     reduction="none").sum(-1)
     assert float(kl.mean()) < 1e-2
     assert not torch.equal(fast, ref)  # really quantized
 
 
-def test_fast_decode_rejects_a_wrong_batch(tiny):
+def test_fast_decode_rejects_a_wrong_batch(tiny, Decoder):
     from acemusic.errors import InputError
 
     model = MusicTransformer(tiny).eval()
@@ -111,17 +118,17 @@ def test_fast_decode_rejects_a_wrong_batch(tiny):
     z = torch.zeros(2, 3, dtype=torch.long)
     model.prefill(ids, z, z, torch.ones(2, 3, dtype=torch.bool), None, None, cache)
     with pytest.raises(InputError, match="batch size"):
-        FastDecoder(model).step([1], [0], [0], np.zeros(1, bool), cache)
+        Decoder(model).step([1], [0], [0], np.zeros(1, bool), cache)
     with pytest.raises(ValueError, match="quantize"):
-        FastDecoder(model, quantize="int4")
+        Decoder(model, quantize="int4")
 
 
-def test_multi_token_forward_and_rewind_match_decode_step(tiny, batch):
+def test_multi_token_forward_and_rewind_match_decode_step(tiny, batch, Decoder):
     """Feeding several tokens at once, some of them wrong drafts that are rewound, gives the logits of feeding the
     true tokens one by one: the speculative-decoding contract (spare ring slots keep what later queries need)."""
     torch.manual_seed(0)
     model = MusicTransformer(tiny).eval()
-    dec = FastDecoder(model)
+    dec = Decoder(model)
     b = batch(2, 90, seed=9, bar_p=0.2)
     b["cond_mask"] = torch.tensor([True, False])
     (ref, _), _ = decode_both(model, b, 3, dec)  # logits after positions 2..89
@@ -150,14 +157,14 @@ def test_multi_token_forward_and_rewind_match_decode_step(tiny, batch):
     torch.testing.assert_close(torch.cat(got, 1), ref, atol=1e-4, rtol=1e-4)
 
 
-def test_rewind_and_spare_limits(tiny):
+def test_rewind_and_spare_limits(tiny, Decoder):
     from acemusic.errors import InputError
 
     model = MusicTransformer(tiny).eval()
     cache = model.new_cache(1, max_global=8, spare=2)
     z = torch.zeros(1, 2, dtype=torch.long)
     model.prefill(torch.ones(1, 2, dtype=torch.long), z, z, torch.ones(1, 2, dtype=torch.bool), None, None, cache)
-    dec = FastDecoder(model)
+    dec = Decoder(model)
     four = np.ones((1, 4), np.int64)
     with pytest.raises(InputError, match="spare"):
         dec.forward(four, 0 * four, 0 * four, four > 0, cache)
@@ -169,11 +176,11 @@ def test_rewind_and_spare_limits(tiny):
         cache.rewind(3)
 
 
-def test_rope_table_grows_on_demand(tiny, batch):
+def test_rope_table_grows_on_demand(tiny, batch, Decoder):
     """Past the precomputed RoPE rows the table is extended; the logits still match the reference."""
     torch.manual_seed(0)
     model = MusicTransformer(tiny).eval()
-    dec = FastDecoder(model)
+    dec = Decoder(model)
     dec._rope(8)  # a table far shorter than the sequence
     b = batch(1, 40, seed=2)
     (ref, fast), _ = decode_both(model, b, 4, dec)

@@ -53,7 +53,7 @@ def compose_cmd(
     checkpoint: Checkpoint = None,
     soundfont: SoundFont = None,
     force: Force = False,
-    threads: Threads = "1",
+    threads: Threads = "auto",
 ) -> None:
     """Compose a new piece from a text prompt."""
     t0 = time.perf_counter()

@@ -21,9 +21,9 @@ Checkpoint = Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoin
 SoundFont = Annotated[Path | None, typer.Option("--soundfont", help="SoundFont for --wav.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 Wav = Annotated[Path | None, typer.Option("--wav", help="Also render a WAV here (FluidSynth).")]
-Threads = Annotated[str, typer.Option("--threads", help="Decode threads: a number, or 'auto' (the cores the load "
-                                                        "leaves free: faster on idle cores, but then the output "
-                                                        "depends on the load).")]
+Threads = Annotated[str, typer.Option("--threads", help="Decode threads: 'auto' (the idle cores where that "
+                                                        "cannot change the output), or a number for everything, "
+                                                        "torch included (then a seed's output may depend on it).")]
 
 
 def parse_threads(value: str) -> int | str:

@@ -20,6 +20,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -96,10 +97,10 @@ class _OwnLoad:
 _OWN_LOAD = _OwnLoad()
 
 
-def auto_threads() -> int:
-    """Torch threads worth using now: the CPUs that other processes leave idle by the 1-minute load average (this
-    process's own share removed), between 1 and torch's default."""
-    n = torch.get_num_threads()
+def auto_threads(max_threads: int | None = None) -> int:
+    """Threads worth using now: the CPUs that other processes leave idle by the 1-minute load average (this
+    process's own share removed), between 1 and `max_threads` (default: torch's current setting)."""
+    n = max_threads or torch.get_num_threads()
     own = _OWN_LOAD.update()
     try:
         load = os.getloadavg()[0]
@@ -112,48 +113,86 @@ class Engine:
     """Generates token ids from a MusicTransformer under the token grammar and task controls."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device | None = None,
-                 quantize: str | None = None, decode_threads: int | str | None = 1, speculate: int = 4) -> None:
-        """Prefill runs the model; decode steps run a `FastDecoder` built from its weights (same logits, a third
-        of the per-token overhead; it reads the weights once, so build a new Engine after changing them).
-        `quantize='int8'`: the decoder's linear layers hold int8 weights (fbgemm dynamic, one scale per output
-        channel); the caller's model is untouched. Decoding one token is weight-bandwidth bound on CPU (the weights
-        stream from memory every step), so 4x fewer weight bytes make each step ~1.5x faster.
+                 quantize: str | None = None, decode_threads: int | str = "auto", speculate: int = 4,
+                 backend: str = "auto") -> None:
+        """Prefill runs the model in torch; decode steps run a decoder built from its weights (it reads them once:
+        build a new Engine after changing them):
+          - backend "onnx": `OnnxDecoder`, the whole step as one onnxruntime graph (CPU; ~2x FastDecoder's speed);
+          - backend "torch": `FastDecoder`, the same math as torch ops (any device);
+          - "auto": onnx on the CPU when onnxruntime is installed, else torch.
+        Both compute MusicTransformer.decode_step's logits to float rounding (tests/model/test_*_decode.py).
+        `quantize='int8'`: the decoder's linear layers hold int8 weights (one scale per output channel); the
+        caller's model is untouched. Decoding one token is weight-bandwidth bound on CPU (the weights stream from
+        memory every step), so 4x fewer weight bytes make each step faster.
 
-        `decode_threads`: torch intra-op threads while decoding, prefill included (restored afterwards; None = leave
-        as is; "auto" = the cores other processes leave free by the 1-minute load average, this process's own share
-        removed, at least 1; see `auto_threads`). The default, 1, keeps a seed's output the same whatever the
-        machine's load or core count: fp32 matmuls split their reductions by thread count, so the same seed gave
-        a different 16-bar compose at 2 threads than at 1 (measured: 111 vs 138 notes), and "auto" picks the count
-        from the load. Threads only pay off on idle cores: on the 2-core machine "auto" decoded 10-25% faster than 1
-        thread when idle (benchmarks/generate.py), but at half the speed while another process kept a core busy,
-        and 8x slower under heavy load.
+        `decode_threads`: "auto" (default) = as many threads as help without changing any output. onnxruntime's
+        outputs are bit-identical at every thread count, so the onnx decoder uses the cores other processes
+        leave idle (by the 1-minute load average, see `auto_threads`) for a batch or a guided pair, and 1 thread
+        for a lone row (a second one measured no faster). torch's fp32 matmuls split their reductions by thread
+        count (the same seed gave a different 16-bar compose at 2 threads than at 1: 111 vs 138 notes), so torch
+        work (the prefill, and decoding on the torch backend) stays at 1 thread. An int sets that many threads
+        for both, torch included (its outputs may then depend on the count); None leaves torch's setting alone.
 
         `speculate`: up to this many prompt-lookup draft tokens verified per forward when one sequence is decoded
         (0 = off). Same distribution of outputs, fewer forwards (see `generate/speculative.py`).
         """
         if speculate < 0:
             raise ValueError(f"speculate must be >= 0, got {speculate}")
-        self.speculate = int(speculate)
-        self.spec_stats: dict[str, int] = {}  # forwards, drafted and accepted tokens of the latest speculative call
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+        self.speculate = int(speculate)
+        self.spec_stats: dict[str, int] = {}  # forwards, drafted and accepted tokens of the latest speculative call
         self.quantize = quantize
         self.decode_threads = decode_threads
         self.model = model.eval()
-        try:
-            self.decoder = FastDecoder(model, quantize)
-        except (AttributeError, RuntimeError, ImportError) as e:  # a torch without the int8 kernels
-            import warnings
-
-            warnings.warn(f"int8 decoding unavailable ({e}); decoding in float", stacklevel=2)
-            self.quantize = None
-            self.decoder = FastDecoder(model, None)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.decoder, self.backend = self._decoder(backend)
         self.tok = tokenizer
         self.vocab = tokenizer.vocab
         self.grammar = Grammar(self.vocab)
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.d_text = getattr(model.cfg, "d_text", 384)
         self._dur_ticks = self.vocab.duration_bins
+
+    def _decoder(self, backend: str):
+        import warnings
+
+        if backend in ("auto", "onnx") and self.device.type == "cpu":
+            try:
+                from acemusic.model.onnx_decode import OnnxDecoder
+
+                return OnnxDecoder(self.model, self.quantize), "onnx"
+            except ImportError as e:
+                if backend == "onnx":
+                    raise
+                warnings.warn(f"onnxruntime unavailable ({e}); decoding with torch", stacklevel=3)
+        elif backend == "onnx":
+            raise ValueError(f"the onnx backend runs on the CPU, not {self.device}")
+        try:
+            return FastDecoder(self.model, self.quantize), "torch"
+        except (AttributeError, RuntimeError, ImportError) as e:  # a torch without the int8 kernels
+            warnings.warn(f"int8 decoding unavailable ({e}); decoding in float", stacklevel=3)
+            self.quantize = None
+            return FastDecoder(self.model, None), "torch"
+
+    @contextmanager
+    def threads(self, rows: int) -> Iterator[None]:
+        """Threads for decoding `rows` rows by `decode_threads` (see __init__), restored afterwards."""
+        before = torch.get_num_threads()
+        want = self.decode_threads
+        if want == "auto":
+            torch_n = 1
+            dec_n = auto_threads(os.cpu_count() or 1) if rows > 1 and self.backend == "onnx" else 1
+        else:
+            torch_n = dec_n = int(want) if want else before
+        if want is not None:
+            torch.set_num_threads(torch_n)
+        self.decoder.threads = dec_n  # read by OnnxDecoder; FastDecoder runs on torch's threads
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # ---- helpers --------------------------------------------------------------------------------------------
     def new_state(self, controls: Controls | None = None) -> GrammarState:
@@ -198,14 +237,10 @@ class Engine:
         """
         if not requests:
             return
-        threads = torch.get_num_threads()
-        want = auto_threads() if self.decode_threads == "auto" else self.decode_threads
-        if want:
-            torch.set_num_threads(int(want))
-        try:
-            yield from self._stream(requests, sampling or SamplingConfig(), seed, max_new_tokens)
-        finally:
-            torch.set_num_threads(threads)
+        sampling = sampling or SamplingConfig()
+        guided = sampling.cfg != 1.0 and all(r.uncond_prompt is not None for r in requests)
+        with self.threads(len(requests) * (2 if guided else 1)):
+            yield from self._stream(requests, sampling, seed, max_new_tokens)
 
     def _stream(self, requests: list[Request], sampling: SamplingConfig, seed: int,
                 max_new_tokens: int) -> Iterator[Step]:
@@ -232,7 +267,7 @@ class Engine:
         new_bars = sum(b - s.bar_index + 1 for b, s in zip(budgets, states, strict=True)) if all(budgets) \
             else min(max_new_tokens, 4096)
         max_global = int(glob.any(0).sum()) + new_bars + 8 + speculate
-        # float32 whatever the model's dtype: the FastDecoder computes in float32 (prefill casts what it writes)
+        # float32 whatever the model's dtype: the decoders compute in float32 (prefill casts what it writes)
         cache = self.model.new_cache(R, max_global=max_global, device=self.device, dtype=torch.float32,
                                      spare=speculate)
         logits = self.model.prefill(ids, bar, pos, glob, text_emb, cond_mask, cache)
@@ -273,26 +308,25 @@ class _Loop:
         self.step_glob = np.zeros(R, bool)
         self.masks: list[np.ndarray] = []
 
-    def filtered(self, logits: torch.Tensor, step: int) -> torch.Tensor:
-        """Next-token logits (B, V) after guidance, the grammar masks, the controls' biases and the sampling
-        filters (-inf = never); the masks are kept in `self.masks` for `commit`."""
+    def filtered(self, logits: torch.Tensor, step: int) -> np.ndarray:
+        """Next-token logits (B, V), float32 numpy, after guidance, the grammar masks, the controls' biases and the
+        sampling filters (-inf = never); the masks are kept in `self.masks` for `commit`."""
         left = self.max_new - step
         for s in self.states:
             n_bars = s.c.n_bars
             if not s.closing and left <= (max(n_bars - s.bar_index, 0) if n_bars else 0) + 8:
                 s.closing = True  # near the length limit: finish the bar budget with the fewest tokens
         B = self.B
+        x = logits.detach().float().cpu().numpy()  # no copy for the onnx decoder's host-side logits
         if self.guided:
-            logits = cfg_combine(logits[:B], logits[B:], self.sampling.cfg)
-        logits = logits.float()
+            x = cfg_combine(x[:B], x[B:], self.sampling.cfg)
         self.masks = masks = [self.done_mask if f else s.allowed()
                               for s, f in zip(self.states, self.finished, strict=True)]
-        mask = torch.from_numpy(masks[0][None] if B == 1 else np.stack(masks)).to(logits.device)
+        mask = masks[0][None] if B == 1 else np.stack(masks)
         biases = [None if f else s.bias() for s, f in zip(self.states, self.finished, strict=True)]
         if any(b is not None for b in biases):
-            bias = np.stack([np.zeros(len(self.done_mask), np.float32) if b is None else b for b in biases])
-            logits = logits + torch.from_numpy(bias).to(logits.device)
-        return filter_logits(logits.masked_fill(~mask, float("-inf")), self.sampling)
+            x = x + np.stack([np.zeros(len(self.done_mask), np.float32) if b is None else b for b in biases])
+        return filter_logits(np.where(mask, x, np.float32(-np.inf)), self.sampling)
 
     def commit(self, toks: list[int], notes: list[Note]) -> list[int]:
         """Advance every unfinished row's state by its token (PAD for finished rows); collects the new notes."""

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
-from acemusic.generate.sampling import sample_next
+from acemusic.generate.sampling import sample_next, uniform
 
 
 class LookupDrafter:
@@ -67,7 +68,7 @@ class LookupDrafter:
         return head
 
 
-def verify_draft(filtered: torch.Tensor, d: int, gen: torch.Generator, greedy: bool = False) -> int | None:
+def verify_draft(filtered: np.ndarray, d: int, gen: torch.Generator, greedy: bool = False) -> int | None:
     """None when draft token d is accepted, else the token to emit instead.
 
     `filtered` (V,) are the logits sampling would draw from (grammar, controls and filters applied, -inf =
@@ -77,8 +78,11 @@ def verify_draft(filtered: torch.Tensor, d: int, gen: torch.Generator, greedy: b
     if greedy:
         best = int(filtered.argmax())
         return None if best == d else best
-    if float(torch.rand((), generator=gen)) < float(filtered.softmax(-1)[d]):
+    finite = filtered[filtered > -np.inf].astype(np.float64)
+    m = finite.max() if len(finite) else 0.0
+    p_d = np.exp(float(filtered[d]) - m) / np.exp(finite - m).sum() if filtered[d] > -np.inf else 0.0
+    if float(uniform(gen)[0]) < p_d:
         return None
-    rest = filtered.clone()
-    rest[d] = float("-inf")
+    rest = filtered.copy()
+    rest[d] = -np.inf
     return int(sample_next(rest[None], gen)[0])

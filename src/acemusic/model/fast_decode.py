@@ -51,6 +51,39 @@ def _pack_int8(w: Tensor):
         return DynamicLinear.from_float(lin)._packed_params._packed_params
 
 
+def decode_weights(model: torch.nn.Module) -> dict:
+    """float32 copies of what a decode step reads, shared by FastDecoder and OnnxDecoder: embeddings, final norm,
+    output head, and per layer the norms and matrices (torch (out, in) layout) with the query rows pre-scaled by
+    head_dim ** -0.5 (RoPE is linear, so the scale commutes with it); `cross` is None or (norm weight, W_q scaled
+    (H*D, d), W_o (d, H*D))."""
+    cfg = model.cfg
+    scale = cfg.head_dim**-0.5
+    f = lambda t: t.detach().float().clone()
+    layers = []
+    for block in model.blocks:
+        qkv = f(block.attn.qkv.weight)
+        qkv[: cfg.n_head * cfg.head_dim] *= scale
+        cross = None
+        if block.cross is not None:
+            cross = (f(block.norm_cross.weight), f(block.cross.q.weight) * scale, f(block.cross.proj.weight))
+        layers.append({"norm_attn": f(block.norm_attn.weight), "qkv": qkv, "proj": f(block.attn.proj.weight),
+                       "norm_mlp": f(block.norm_mlp.weight), "fc": f(block.mlp.fc.weight),
+                       "out": f(block.mlp.proj.weight), "cross": cross})
+    head = model.lm_head.weight if model.lm_head is not None else model.tok_emb.weight
+    return {"tok": f(model.tok_emb.weight), "bar": f(model.bar_emb.weight), "pos": f(model.pos_emb.weight),
+            "norm_f": f(model.norm_f.weight), "head": f(head), "layers": layers}
+
+
+def fold_cross(k: Tensor, v: Tensor, wq: Tensor, wo: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-attention to M fixed memory vectors as two per-row tables: softmax(q K^T) V W_o^T =
+    softmax(x (K W_q)^T) (V W_o^T). k, v (B, H, M, D) from prefill; returns a (B, d, H*M), o (B, H*M, d)."""
+    k, v = k.float(), v.float()
+    B, H, M, D = k.shape
+    a = torch.einsum("bhmk,hkd->bhmd", k, wq.view(H, D, -1)).reshape(B, H * M, -1)  # x . a_hm = score of (h, m)
+    o = torch.einsum("bhmk,dhk->bhmd", v, wo.view(-1, H, D)).reshape(B, H * M, -1)  # output = sum_hm p_hm o_hm
+    return a.transpose(1, 2).contiguous(), o.contiguous()
+
+
 class _Linear:
     """y = x W^T in fp32 or dynamic int8, as a plain callable (no module hooks)."""
 
@@ -90,27 +123,12 @@ class FastDecoder:
         self.device = model.tok_emb.weight.device
         self.rms = cfg.norm == "rmsnorm"
         self.swiglu = cfg.mlp == "swiglu"
-        f32 = {"dtype": torch.float32}
-        self.tok_w = model.tok_emb.weight.detach().to(**f32)
-        self.bar_w = model.bar_emb.weight.detach().to(**f32)
-        self.pos_w = model.pos_emb.weight.detach().to(**f32)
-        self.norm_f = model.norm_f.weight.detach().to(**f32)
-        head = model.lm_head.weight if model.lm_head is not None else model.tok_emb.weight
-        self.head = head.detach().to(**f32)
-        scale = self.D**-0.5
-        self.layers: list[_Layer] = []
-        for block in model.blocks:
-            wqkv = block.attn.qkv.weight.detach().float().clone()
-            wqkv[: self.H * self.D] *= scale  # RoPE is linear, so the scale commutes with it
-            cross = None
-            if block.cross is not None:
-                c = block.cross
-                cross = (block.norm_cross.weight.detach().float(), c.q.weight.detach().float() * scale,
-                         c.proj.weight.detach().float())
-            lin = partial(_Linear, int8=self.int8)
-            self.layers.append(_Layer(
-                block.norm_attn.weight.detach().float(), lin(wqkv), lin(block.attn.proj.weight),
-                block.norm_mlp.weight.detach().float(), lin(block.mlp.fc.weight), lin(block.mlp.proj.weight), cross))
+        w = decode_weights(model)
+        self.tok_w, self.bar_w, self.pos_w, self.norm_f, self.head = (w[k] for k in ("tok", "bar", "pos", "norm_f",
+                                                                                     "head"))
+        lin = partial(_Linear, int8=self.int8)
+        self.layers = [_Layer(lw["norm_attn"], lin(lw["qkv"]), lin(lw["proj"]), lw["norm_mlp"], lin(lw["fc"]),
+                              lin(lw["out"]), lw["cross"]) for lw in w["layers"]]
         self._rope(_ROPE_POSITIONS)
 
     def _rope(self, n: int) -> None:
@@ -124,18 +142,9 @@ class FastDecoder:
         """Per-row cross-attention tables from the memory K/V that prefill stored in `cache`, kept on the cache
         (`forward` calls this itself the first time it sees a cache)."""
         tables: dict[int, tuple[Tensor, Tensor]] = {}
-        H, D = self.Hc, self.D
         for i, layer in enumerate(self.layers):
-            if layer.cross is None:
-                continue
-            _, wq, wo = layer.cross
-            k, v = (t.float() for t in cache.memory_kv[i])  # (B, H, M, D)
-            B, _, M, _ = k.shape
-            # scores_hm = x . (W_q,h^T k_hm): one (d,) vector per (head, memory slot)
-            a = torch.einsum("bhmk,hkd->bhmd", k, wq.view(H, D, -1)).reshape(B, H * M, -1)
-            # output = sum_hm p_hm (W_o,h v_hm): one (d,) vector per (head, memory slot)
-            o = torch.einsum("bhmk,dhk->bhmd", v, wo.view(-1, H, D)).reshape(B, H * M, -1)
-            tables[i] = (a.transpose(1, 2).contiguous(), o.contiguous())  # (B, d, H*M), (B, H*M, d)
+            if layer.cross is not None:
+                tables[i] = fold_cross(*cache.memory_kv[i], layer.cross[1], layer.cross[2])
         cache.derived[self] = tables
 
     def step(self, ids, bar_idx, pos, is_global, cache: KVCache) -> Tensor:

@@ -102,6 +102,24 @@ class KVCache:
         ring_t, g_dst_t, g_src_t, bias_t = (torch.from_numpy(a).to(self.device) for a in (ring_dst, g_dst, g_src, bias))
         return ring_t, g_dst_t, g_src_t, bias_t.to(self.k.dtype)
 
+    def plan_beside(self, is_global: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like `plan_tokens`, for a decoder that attends over the cache as it was before this call plus the T new
+        keys held beside it (OnnxDecoder), then writes the new keys into their slots.
+
+        Returns (dst, src, allowed): the slots to write and the time steps whose keys go there, and what each query
+        may attend among the slots before the call, (B, T, ring + n_global) bool; among the new tokens the rule is
+        plain causality (they are all inside each other's window). Same keys as `plan_tokens`: a ring slot that a
+        new token overwrites is out of every new query's window (needs spare >= T - 1), and a new global token is
+        still inside it. Call `advance(T)` after the forward."""
+        T = is_global.shape[1]
+        if self.ring - self.window + 1 < T:
+            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
+        if self.batch_size != is_global.shape[0]:
+            raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {is_global.shape[0]}")
+        allowed = self._allowed(np.arange(self.pos, self.pos + T))
+        _, ring_dst, ring_src, g_dst, g_src = self._place(is_global)
+        return np.concatenate([ring_dst, g_dst]), np.concatenate([ring_src, g_src]), allowed
+
     def _place(self, is_global: np.ndarray) -> tuple[np.ndarray, ...]:
         """Book T new tokens at positions pos..pos+T-1: ring slots for the last min(T, ring) of them, a global slot
         appended for every step where any row is global. Returns (positions, ring_dst, ring_src, global_dst,

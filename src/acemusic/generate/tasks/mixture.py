@@ -25,17 +25,9 @@ def mixture_decode(ctx: TaskContext, reqs: list[Request], offsets: list[int], we
                    on_step=None) -> np.ndarray:
     """Sample one sequence from the log-linear mixture of the model under several prompts (one KV cache each,
     prompts of any length). `state` is the shared grammar state; row r sees bar numbers offset by offsets[r].
-    Torch threads as the engine picks them (`Engine.decode_threads`), restored afterwards."""
-    from acemusic.generate.engine import auto_threads
-
-    threads = torch.get_num_threads()
-    want = auto_threads() if ctx.engine.decode_threads == "auto" else ctx.engine.decode_threads
-    if want:
-        torch.set_num_threads(int(want))
-    try:
+    Threads as the engine picks them for one row at a time (`Engine.threads`)."""
+    with ctx.engine.threads(1):
         return _mixture_decode(ctx, reqs, offsets, weights, state, sampling, seed, max_new_tokens, on_step)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.inference_mode()
@@ -60,21 +52,21 @@ def _mixture_decode(ctx: TaskContext, reqs: list[Request], offsets: list[int], w
             has = torch.ones(1, dtype=torch.bool, device=dev)
         logits.append(model.prefill(ids, bar.long(), pos.long(), glob.bool(), text, has, cache)[0])
         caches.append(cache)
-    w = torch.tensor(weights, dtype=torch.float32)
+    w = np.asarray(weights, np.float32)[:, None]
     out: list[int] = []
     for step in range(max_new_tokens):
         if not state.closing and max_new_tokens - step <= state.c.n_bars - state.bar_index + 8:
             state.closing = True
-        lp = torch.stack([torch.log_softmax(x.float(), -1) for x in logits])  # (R, V)
-        mixed = (w[:, None] * lp).sum(0, keepdim=True)
-        mask = torch.from_numpy(state.allowed())[None]
+        lp = torch.stack([torch.log_softmax(x.float(), -1) for x in logits]).cpu().numpy()  # (R, V)
+        mixed = (w * lp).sum(0, keepdims=True)
+        mask = state.allowed()
         bias = state.bias()
         if bias is not None:
-            mixed = mixed + torch.from_numpy(bias)[None]
-        mixed = filter_logits(mixed.masked_fill(~mask, float("-inf")), sampling)
+            mixed = mixed + bias[None]
+        mixed = filter_logits(np.where(mask[None], mixed, np.float32(-np.inf)), sampling)
         t = int(sample_next(mixed, gen, greedy=sampling.temperature == 0.0)[0])
-        if not mask[0, t]:  # float rounding at the top of the CDF
-            t = int(np.flatnonzero(mask[0].numpy())[0])
+        if not mask[t]:  # float rounding at the top of the CDF
+            t = int(np.flatnonzero(mask)[0])
         state.advance(t)
         out.append(t)
         if on_step is not None:
