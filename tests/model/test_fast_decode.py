@@ -186,3 +186,27 @@ def test_rope_table_grows_on_demand(tiny, batch, Decoder):
     (ref, fast), _ = decode_both(model, b, 4, dec)
     assert dec.cos.shape[0] >= 40
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_global_slots_grow_on_demand(tiny, batch, Decoder):
+    """A cache sized for many global tokens starts small and grows; logits still match the reference path."""
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny).eval()
+    b = batch(2, 150, seed=5, bar_p=0.6)  # ~90 Bars per row, at different steps: past the first 64 slots
+    b["cond_mask"] = torch.tensor([True, False])
+    outs = []
+    for dec in (None, Decoder(model)):
+        cache = model.new_cache(2, max_global=400)
+        assert cache.capacity == 64
+        model.prefill(b["ids"][:, :5], b["bar_idx"][:, :5], b["pos"][:, :5], b["is_global"][:, :5], b["text_emb"],
+                      b["cond_mask"], cache)
+        steps = []
+        for t in range(5, 150):
+            args = (b["ids"][:, t], b["bar_idx"][:, t], b["pos"][:, t])
+            if dec is None:
+                steps.append(model.decode_step(*args, b["is_global"][:, t], cache))
+            else:
+                steps.append(dec.step(*(a.tolist() for a in args), b["is_global"][:, t].numpy(), cache))
+        assert 64 < cache.n_global <= cache.capacity <= 400
+        outs.append(torch.stack(steps, 1))
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)

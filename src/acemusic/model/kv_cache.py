@@ -1,8 +1,11 @@
 """KVCache: keys/values kept between decoding steps so each new token costs the same however long the piece is.
 
-Per layer, one preallocated buffer (B, G, ring + max_global, D), ring = window + spare:
+Per layer, one buffer (B, G, ring + capacity, D), ring = window + spare:
   slots [0, ring)                        a ring buffer of the last `ring` tokens (slot = position % ring)
-  slots [ring, ring + max_global)        every global token so far (prefix and Bar tokens), appended in order
+  slots [ring, ring + capacity)          every global token so far (prefix and Bar tokens), appended in order
+The global part starts at min(max_global, 64) slots and doubles when full, up to max_global: a decoder that reads
+every allocated slot (OnnxDecoder) then does at most ~2x the attention of the slots in use, however generous the
+caller's max_global (an open-ended piece asks for thousands).
 A ring slot is attended while its position is inside the query's window. The `spare` slots let a decoder feed
 several tokens at once and `rewind` the ones it rejects (speculative decoding) without having overwritten keys
 that later queries still need.
@@ -25,6 +28,8 @@ from torch import Tensor
 
 from acemusic.errors import InputError
 
+_GLOBAL_CHUNK = 64  # global slots allocated at first
+
 
 class KVCache:
     def __init__(
@@ -41,7 +46,8 @@ class KVCache:
     ) -> None:
         self.window, self.max_global, self.batch_size = window, max_global, batch_size
         self.ring = window + spare
-        shape = (n_layer, batch_size, n_kv_head, self.ring + max_global, head_dim)
+        self.capacity = min(max_global, _GLOBAL_CHUNK)  # global slots allocated; grows by doubling (_reserve)
+        shape = (n_layer, batch_size, n_kv_head, self.ring + self.capacity, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         # Bookkeeping lives on the host (numpy): it is a few hundred integers, and per-step tensor ops on it cost
@@ -131,6 +137,7 @@ class KVCache:
         n_new = len(g_src)
         if self.n_global + n_new > self.max_global:
             raise InputError("max_global", f"more than {self.max_global} global tokens; make a bigger cache")
+        self._reserve(self.n_global + n_new)
         R = self.ring
         positions = np.arange(self.pos, self.pos + T)
         keep = positions[-R:]  # older ones would be overwritten (and are out of every later query's window)
@@ -153,6 +160,18 @@ class KVCache:
         ring_ok = (self.ring_pos >= 0)[None] & (d >= 0) & (d < W)
         glob_ok = self.global_valid[:, None, :n] & ((queries[:, None] - self.global_pos[None, :n]) >= W)[None]
         return np.concatenate([np.broadcast_to(ring_ok, (self.batch_size, len(queries), R)), glob_ok], axis=2)
+
+    def _reserve(self, n: int) -> None:
+        """Make room for n global slots: reallocate the buffers (new tensors: views of the old ones go stale)."""
+        if n <= self.capacity:
+            return
+        cap = min(self.max_global, max(n, 2 * self.capacity))
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_zeros(*old.shape[:3], self.ring + cap, old.shape[4])
+            new[:, :, :, : old.shape[3]] = old
+            setattr(self, name, new)
+        self.capacity = cap
 
     def rewind(self, n: int) -> None:
         """Forget the last `n` tokens fed (rejected draft tokens): their ring slots and global slots are released."""

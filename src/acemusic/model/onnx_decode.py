@@ -13,7 +13,7 @@ activations to 7 bits, MLAS to 8).
 
 The math is FastDecoder's (scale folded into the queries, RoPE tables, cross-attention folded into per-row tables)
 with one change that saves copying the cache in and out of the graph: it attends over the cache as it was before
-the call (all ring + max_global slots, numpy views of KVCache's buffers read in place, unused slots masked) plus the
+the call (every allocated slot, numpy views of KVCache's buffers read in place, unused ones masked) plus the
 T new keys, and returns the new keys and values, which are then written into their slots on the host
 (`KVCache.plan_beside`).
 
@@ -260,10 +260,14 @@ class OnnxDecoder:
         for i, (wq, wo) in self._cross.items():
             a, o = fold_cross(*cache.memory_kv[i], wq, wo)
             feeds[f"a{i}"], feeds[f"o{i}"] = a.numpy(), o.numpy()
-        k, v = cache.k.numpy(), cache.v.numpy()  # (L, B, G, slots, D), shared memory: read in place
+        cache.derived[self] = feeds
+        self._bind_cache(cache, feeds)
+
+    def _bind_cache(self, cache: KVCache, feeds: dict) -> None:
+        """Numpy views of the cache's buffers as inputs (shared memory: read in place); again after the cache grew."""
+        k, v = cache.k.numpy(), cache.v.numpy()  # (L, B, G, slots, D)
         for i in range(self.cfg.n_layer):
             feeds[f"k{i}"], feeds[f"v{i}"] = k[i], v[i]
-        cache.derived[self] = feeds
 
     def step(self, ids, bar_idx, pos, is_global, cache: KVCache) -> Tensor:
         """Feed one token per row (each argument a length-B sequence, is_global of bools); logits (B, V)."""
@@ -285,6 +289,8 @@ class OnnxDecoder:
         glob = np.asarray(is_global, bool) if cfg.global_tokens else np.zeros((B, T), bool)
         dst, src, allowed = cache.plan_beside(glob)
         S = cache.k.shape[3]
+        if feeds["k0"].shape[2] != S:  # the cache grew its global slots: new buffers
+            self._bind_cache(cache, feeds)
         # Additive mask (B, 1, T*Hg, S + T): queries (token, head) by keys (all cache slots, then the new tokens).
         bias = np.full((B, T, S + T), -np.inf, np.float32)
         bias[:, :, : allowed.shape[2]][allowed] = 0.0
