@@ -66,16 +66,18 @@ def test_verify_draft_greedy():
     assert verify_draft(logits, 2, torch.Generator(), greedy=True) == 1
 
 
-def test_lookup_continues_an_outside_guess():
+def test_lookup_continues_after_guesses():
     d = LookupDrafter([5, 6, 7, 8, 1, 5, 6])
-    assert d.draft(4, first=9) == [9]  # (6, 9) never occurred: the guess alone
-    assert d.draft(4, first=7) == [7, 8, 1, 5]  # (5, 6, 7) occurred, went on with 8, 1, 5: a 3-token match
-    assert d.draft(1, first=7) == [7]
-    assert d.draft(0, first=7) == []
+    assert d.draft(4, after=[9]) == []  # (6, 9) never occurred
+    assert d.draft(3, after=[7]) == [8, 1, 5]  # (5, 6, 7) occurred, went on with 8, 1, 5: a 3-token match
+    assert d.draft(1, after=[7]) == [8]
+    assert d.draft(4, after=[7, 8]) == [1, 5, 6]  # (6, 7, 8) -> 1, 5, 6
+    assert d.draft(0, after=[7]) == []
 
 
-def test_next_onset_guess(tiny_model, tok):
-    """After a Duration the engine guesses Position(onset + duration), or Bar when that reaches the bar's end."""
+def test_structural_guesses_and_proposal(tiny_model, tok):
+    """After a Duration the engine guesses Position(onset + duration), or Bar when that reaches the bar's end; after
+    a Pitch the piece's latest Duration; a proposal chains guesses and lookup, every draft grammatical."""
     from acemusic.generate.constraints import Controls, GrammarState
     from acemusic.generate.engine import Engine, _Loop
     from acemusic.generate.sampling import SamplingConfig
@@ -86,15 +88,29 @@ def test_next_onset_guess(tiny_model, tok):
     st = GrammarState(eng.grammar, Controls())
     prefix = tok.cond_prefix(Conditions(instruments=(0,))).tolist()
     ts = v.time_signatures.index((4, 4))
-    q = v.duration_bin(12)  # a quarter note: 12 ticks
+    q, h = v.duration_bin(12), v.duration_bin(24)  # a quarter and a half note
     body = [v.bar, v.id("TimeSig", ts), v.id("Tempo", 10), v.id("Position", 0), v.id("Program", 0),
             v.id("Velocity", 8), v.id("Pitch", 60), v.id("Duration", q)]
+    loop = _Loop(eng, [st], SamplingConfig(), torch.Generator(), False, 100)
     for t in prefix + body:
         st.advance(t)
-    loop = _Loop(eng, [st], SamplingConfig(), torch.Generator(), False, 100)
-    assert loop.next_onset(st, body[-1]) == v.id("Position", 12)
-    for t in (v.id("Position", 36), v.id("Pitch", 62), v.id("Duration", q)):
+    loop.last_duration = v.id("Duration", q)
+    assert loop.guess(st, body[-1], []) == v.id("Position", 12)
+    st.advance(v.id("Position", 12))
+    assert loop.guess(st, v.id("Position", 12), []) is None  # the pitch: no guess
+    st.advance(v.id("Pitch", 62))
+    assert loop.guess(st, v.id("Pitch", 62), []) == v.id("Duration", q)  # the latest Duration ...
+    assert loop.guess(st, v.id("Pitch", 62), [v.id("Duration", h), v.id("Position", 36)]) == v.id("Duration", h)
+    # ... drafts included. A proposal: the Duration guess, then the onset after it, then lookup (nothing here).
+    drafts, struct = loop.propose(st, v.id("Pitch", 62), 4, LookupDrafter(prefix + body))
+    assert drafts[:2] == [v.id("Duration", q), v.id("Position", 24)]
+    fork = st.fork()
+    for d in drafts:
+        assert fork.allowed()[d]
+        fork.advance(d)
+    assert len(struct) == len(drafts)
+    for t in (v.id("Duration", q), v.id("Position", 36), v.id("Pitch", 62), v.id("Duration", q)):
         st.advance(t)
-    assert loop.next_onset(st, v.id("Duration", q)) == v.bar  # 36 + 12 = 48 ticks: the end of a 4/4 bar
+    assert loop.guess(st, v.id("Duration", q), []) == v.bar  # 36 + 12 = 48 ticks: the end of a 4/4 bar
     st.advance(v.bar)
-    assert loop.next_onset(st, v.bar) is None  # not after a Duration
+    assert loop.guess(st, v.bar, []) is None  # not after a Duration or a Pitch

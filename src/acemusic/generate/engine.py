@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from acemusic.errors import InputError
-from acemusic.generate.constraints import DURATION, Controls, Grammar, GrammarState
+from acemusic.generate.constraints import DURATION, PITCH, Controls, Grammar, GrammarState
 from acemusic.generate.sampling import SamplingConfig, cfg_combine, filter_logits, sample_next
 from acemusic.model.fast_decode import FastDecoder
 
@@ -307,6 +307,8 @@ class _Loop:
         self.step_bar, self.step_pos = np.zeros(R, np.int64), np.zeros(R, np.int64)
         self.step_glob = np.zeros(R, bool)
         self.masks: list[np.ndarray] = []
+        self.last_duration: int | None = None  # latest Duration token committed (a draft guess)
+        self.duration_type = int(vocab.type_of[vocab.offset["Duration"]])
 
     def filtered(self, logits: torch.Tensor, step: int) -> np.ndarray:
         """Next-token logits (B, V), float32 numpy, after guidance, the grammar masks, the controls' biases and the
@@ -343,6 +345,7 @@ class _Loop:
                 t = toks[b] = int(ok[0])
             s.advance(t)
             if s.phase == DURATION:
+                self.last_duration = t
                 dur = int(e._dur_ticks[vocab.value_of[t]])
                 notes.append(Note(b, s.bar_start + s.pos, s.event_pitch, dur, int(s.program or 0),
                                   int(s.velocity or 0), s.bar_index))
@@ -373,29 +376,49 @@ class _Loop:
                 toks = toks + toks
             logits = dec.step(toks, self.step_bar, self.step_pos, self.step_glob, cache)
 
-    @staticmethod
-    def lay_out(state: GrammarState, proposal: list[int]) -> tuple[list[int], list[tuple[int, int, bool]]]:
-        """The longest grammatical prefix of `proposal` after `state` (tried on a fork) and each token's
-        structure."""
+    def propose(self, state: GrammarState, t: int, k: int, drafter) -> tuple[list[int], list[tuple[int, int, bool]]]:
+        """Up to k draft tokens after `state` (which has just consumed t), each grammatical (tried on a fork), and
+        their structure. Token by token: a structural guess where there is one (`guess`), else the prompt lookup's
+        continuation of the sequence extended by the drafts so far (as a block: a long match predicts a long
+        repeat). A draft only; verification decides."""
         fork, drafts, struct = state.fork(), [], []
-        for d in proposal:
+
+        def take(d: int) -> bool:
             if fork.done or not fork.allowed()[d]:
-                break
+                return False
             fork.advance(d)
             drafts.append(d)
             struct.append(fork.structure)
+            return True
+
+        last = t
+        while len(drafts) < k and not fork.done:
+            g = self.guess(fork, last, drafts)
+            if g is not None and take(g):
+                last = g
+                continue
+            block = drafter.draft(k - len(drafts), after=drafts)
+            n = len(drafts)
+            for d in block:
+                if not take(d):
+                    break
+            if len(drafts) == n:
+                break
+            last = drafts[-1]
         return drafts, struct
 
-    def next_onset(self, state: GrammarState, t: int) -> int | None:
-        """After a Duration token t: the token of a melody going on, Position(onset + duration) or Bar at the bar's
-        end (None otherwise). A draft guess only; verification decides."""
-        if state.phase != DURATION or not state.bar_len:
-            return None
+    def guess(self, state: GrammarState, t: int, drafts: list[int]) -> int | None:
+        """The structure's guess for the token after t (`state` has consumed it), or None: after a Duration the next
+        onset, Position(onset + duration) or Bar at the bar's end; after a Pitch the piece's latest Duration."""
         vocab = self.e.vocab
-        nxt = state.pos + int(self.e._dur_ticks[vocab.value_of[t]])
-        if nxt >= state.bar_len:
-            return vocab.bar
-        return vocab.offset["Position"] + nxt if nxt < len(vocab.values["Position"]) else None
+        if state.phase == DURATION and state.bar_len:
+            nxt = state.pos + int(self.e._dur_ticks[vocab.value_of[t]])
+            if nxt >= state.bar_len:
+                return vocab.bar
+            return vocab.offset["Position"] + nxt if nxt < len(vocab.values["Position"]) else None
+        if state.phase == PITCH:
+            return next((d for d in reversed(drafts) if vocab.type_of[d] == self.duration_type), self.last_duration)
+        return None
 
     def speculative(self, logits: torch.Tensor, cache, prompt: np.ndarray, k: int) -> Iterator[Step]:
         """One sequence: after each sampled token, feed it with up to k prompt-lookup drafts in one forward and
@@ -415,11 +438,7 @@ class _Loop:
             drafter.push(t)
             if state.done or step >= self.max_new:
                 return
-            budget = min(k, self.max_new - step - 1)
-            guess = self.next_onset(state, t)
-            drafts, struct = self.lay_out(state, drafter.draft(budget, guess)) if guess is not None else ([], [])
-            if not drafts:  # no guess, or the grammar refused it: the lookup alone
-                drafts, struct = self.lay_out(state, drafter.draft(budget))
+            drafts, struct = self.propose(state, t, min(k, self.max_new - step - 1), drafter)
             ids = np.array([[t, *drafts]] * R, np.int64)
             cols = np.array([state.structure, *struct], np.int64).T  # (3, T): bar index, position, is_global
             bars, poss, globs = (np.repeat(c[None], R, axis=0) for c in cols)
