@@ -232,6 +232,19 @@ def test_auto_threads_give_onnx_batches_the_idle_cores(tiny_model, tok, monkeypa
     assert np.array_equal(engine.generate([_request(tok, n_bars=2)], SamplingConfig(cfg=1.5), seed=0)[0], guided)
 
 
+def test_auto_backend_falls_back_to_torch(tiny_model, tok, monkeypatch):
+    """Without onnxruntime, "auto" decodes with torch (and says so); asking for onnx explicitly is an error."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.warns(UserWarning, match="onnx decoding unavailable"):
+        engine = Engine(tiny_model, tok)
+    assert engine.backend == "torch"
+    assert len(engine.generate([_request(tok, n_bars=2)], SamplingConfig(), seed=0)[0]) > 0
+    with pytest.raises(ImportError):
+        Engine(tiny_model, tok, backend="onnx")
+
+
 def test_backends_agree(tiny_model, tok):
     """The torch and onnx decoders compute the same logits to float rounding: greedy decoding gives the same
     tokens, guided pair included."""

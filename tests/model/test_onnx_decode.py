@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from acemusic.model import MusicTransformer, onnx_decode
+from acemusic.model.fast_decode import FastDecoder
 from acemusic.model.onnx_decode import OnnxDecoder, graph_bytes
 
 
@@ -67,6 +68,25 @@ def test_graph_is_cached_on_disk(tiny, tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("*.onnx"))) == 2
     graph_bytes(model, int8=False, cache=tmp_path)
     assert len(list(tmp_path.glob("*.onnx"))) == 3
+
+
+def test_damaged_cache_file_is_rebuilt(tiny, tmp_path, monkeypatch):
+    """A cache file onnxruntime cannot read (truncated, edited) is replaced by a fresh build, not an error."""
+    monkeypatch.setattr(onnx_decode, "_CACHE_MIN_PARAMS", 0)
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny).eval()
+    good = graph_bytes(model, int8=False, cache=tmp_path)
+    (path,) = tmp_path.glob("*.onnx")
+    path.write_bytes(good[: len(good) // 3])
+    cache = _prefilled(model, B=1)
+    dec = OnnxDecoder(model, cache=tmp_path)
+    assert path.read_bytes() == good
+    ref = FastDecoder(model)
+    c2 = _prefilled(model, B=1)
+    ids = np.ones((1, 1), np.int64)
+    z = np.zeros((1, 1), np.int64)
+    torch.testing.assert_close(dec.forward(ids, z, z, z > 0, cache), ref.forward(ids, z, z, z > 0, c2),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_unwritable_cache_still_builds(tiny, tmp_path, monkeypatch):

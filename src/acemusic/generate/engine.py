@@ -163,10 +163,10 @@ class Engine:
                 from acemusic.model.onnx_decode import OnnxDecoder
 
                 return OnnxDecoder(self.model, self.quantize), "onnx"
-            except ImportError as e:
+            except Exception as e:  # not installed, or an onnxruntime that cannot run the graph
                 if backend == "onnx":
                     raise
-                warnings.warn(f"onnxruntime unavailable ({e}); decoding with torch", stacklevel=3)
+                warnings.warn(f"onnx decoding unavailable ({e}); decoding with torch", stacklevel=3)
         elif backend == "onnx":
             raise ValueError(f"the onnx backend runs on the CPU, not {self.device}")
         try:

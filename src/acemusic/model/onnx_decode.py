@@ -38,7 +38,6 @@ from acemusic.model.kv_cache import KVCache
 from acemusic.model.rope import rope_cos_sin
 from acemusic.paths import cache_root, write_atomic
 
-GRAPH_VERSION = 1  # bump when _build changes: part of the disk cache key
 _ROPE_POSITIONS = 4096  # as FastDecoder: rows to start with, extended on demand
 _CACHE_MIN_PARAMS = 1_000_000  # smaller graphs are not worth a file
 _I64_MAX = np.iinfo(np.int64).max
@@ -173,13 +172,15 @@ def _build(w: dict, s: _Spec) -> bytes:
     return model.SerializeToString()
 
 
-def graph_bytes(model: torch.nn.Module, int8: bool, cache: Path | None = None, weights: dict | None = None) -> bytes:
+def graph_bytes(model: torch.nn.Module, int8: bool, cache: Path | None = None, weights: dict | None = None,
+                fresh: bool = False) -> bytes:
     """The serialized decode graph of `model`, from the disk cache when this exact model was built before.
 
     Building needs the `onnx` package, whose import alone takes ~0.6 s; the cache (~16 MB per model under
-    ~/.cache/acemusic/decoders/, keyed by a hash of the weights and the graph version) keeps that out of every
-    later start (models under 1M parameters are simply rebuilt). `cache=None` = the default directory; a cache
-    that cannot be written is skipped. `weights`: `decode_weights(model)` when the caller has it already."""
+    ~/.cache/acemusic/decoders/, keyed by a hash of the weights, of this module's code and of the onnx version)
+    keeps that out of every later start (models under 1M parameters are simply rebuilt). `cache=None` = the
+    default directory; a cache that cannot be written is skipped. `weights`: `decode_weights(model)` when the
+    caller has it already; `fresh`: build even when the cache has a file (and replace it)."""
     w = weights or decode_weights(model)
     cfg = model.cfg
     spec = _Spec(cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.cross_heads, cfg.norm == "rmsnorm",
@@ -189,17 +190,29 @@ def graph_bytes(model: torch.nn.Module, int8: bool, cache: Path | None = None, w
         arrays += [lw[k] for k in ("norm_attn", "qkv", "proj", "norm_mlp", "fc", "out")] + list(lw["cross"] or ())
     if sum(t.numel() for t in arrays) < _CACHE_MIN_PARAMS:  # built in milliseconds (tests' tiny models)
         return _build(_numpy(w), spec)
-    h = hashlib.sha1(f"{GRAPH_VERSION} {spec}".encode())
+    h = hashlib.sha1(f"{spec} {onnx_version()}".encode())
+    h.update(Path(__file__).read_bytes())  # any change to the graph code is a new graph
     for t in arrays:
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.numpy())
     path = (cache or cache_root() / "decoders") / f"{h.hexdigest()}.onnx"
-    with contextlib.suppress(OSError):
-        return path.read_bytes()
+    if not fresh:
+        with contextlib.suppress(OSError):
+            return path.read_bytes()
     data = _build(_numpy(w), spec)
     with contextlib.suppress(OSError):  # read-only or full: build again next time
         write_atomic(path, data)
     return data
+
+
+def onnx_version() -> str:
+    """The installed onnx package's version, without importing it (the import is what the cache saves)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnx")
+    except PackageNotFoundError:
+        return "none"
 
 
 def _numpy(w: dict) -> dict:
@@ -234,7 +247,11 @@ class OnnxDecoder:
         w = decode_weights(model)
         self._bytes = graph_bytes(model, self.int8, cache, w)
         self._sessions: dict[int, object] = {}
-        self._session(threads)  # fail here, not mid-generation, if onnxruntime cannot run the graph
+        try:
+            self._session(threads)  # fail here, not mid-generation, if onnxruntime cannot run the graph
+        except Exception:  # onnxruntime raises its own exception types: a damaged cache file, build afresh
+            self._bytes = graph_bytes(model, self.int8, cache, w, fresh=True)
+            self._session(threads)
         self._cross = {i: lw["cross"][1:] for i, lw in enumerate(w["layers"]) if lw["cross"] is not None}
         self._rope(_ROPE_POSITIONS)
 
