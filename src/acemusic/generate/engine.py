@@ -113,7 +113,7 @@ class Engine:
     """Generates token ids from a MusicTransformer under the token grammar and task controls."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device | None = None,
-                 quantize: str | None = None, decode_threads: int | str = "auto", speculate: int = 4,
+                 quantize: str | None = None, decode_threads: int | str | None = "auto", speculate: int = 4,
                  backend: str = "auto") -> None:
         """Prefill runs the model in torch; decode steps run a decoder built from its weights (it reads them once:
         build a new Engine after changing them):
@@ -126,15 +126,17 @@ class Engine:
         memory every step), so 4x fewer weight bytes make each step faster.
 
         `decode_threads`: "auto" (default) = as many threads as help without changing any output. onnxruntime's
-        outputs are bit-identical at every thread count, so the onnx decoder uses the cores other processes
-        leave idle (by the 1-minute load average, see `auto_threads`) for a batch or a guided pair, and 1 thread
-        for a lone row (a second one measured no faster). torch's fp32 matmuls split their reductions by thread
-        count (the same seed gave a different 16-bar compose at 2 threads than at 1: 111 vs 138 notes), so torch
-        work (the prefill, and decoding on the torch backend) stays at 1 thread. An int sets that many threads
-        for both, torch included (its outputs may then depend on the count); None leaves torch's setting alone.
+        outputs are bit-identical at every thread count, so the onnx decoder uses the cores other processes leave
+        idle (by the 1-minute load average, see `auto_threads`) for a batch or a guided pair, and 1 thread for a
+        lone row (a second one measured 2-7% faster for twice the CPU). torch's fp32 matmuls split their
+        reductions by thread count (the same seed gave a different 16-bar compose at 2 threads than at 1: 111 vs
+        138 notes), so torch work (the prefill, and decoding on the torch backend) stays at 1 thread. An int sets
+        that many threads for both, torch included (its outputs may then depend on the count); None leaves
+        torch's setting alone.
 
-        `speculate`: up to this many prompt-lookup draft tokens verified per forward when one sequence is decoded
-        (0 = off). Same distribution of outputs, fewer forwards (see `generate/speculative.py`).
+        `speculate`: up to this many draft tokens (structural guesses and prompt lookup, `_Loop.propose`) verified
+        per forward when one sequence is decoded (0 = off). Same distribution of outputs, fewer forwards (see
+        `generate/speculative.py`).
         """
         if speculate < 0:
             raise ValueError(f"speculate must be >= 0, got {speculate}")
@@ -421,7 +423,7 @@ class _Loop:
         return None
 
     def speculative(self, logits: torch.Tensor, cache, prompt: np.ndarray, k: int) -> Iterator[Step]:
-        """One sequence: after each sampled token, feed it with up to k prompt-lookup drafts in one forward and
+        """One sequence: after each sampled token, feed it with up to k drafts (`propose`) in one forward and
         verify them in order (`verify_draft`); at the first rejection the token comes from the residual
         distribution and the cache forgets the unused drafts. Every token is distributed exactly as in `plain`."""
         from acemusic.generate.speculative import LookupDrafter, verify_draft
