@@ -123,6 +123,7 @@ def test_preset_param_counts():
     counts = preset_param_counts(V)
     print({k: f"{v / 1e6:.2f}M" for k, v in counts.items()})
     assert counts["tiny"] < 1e6
+    assert 3e6 <= counts["mini"] <= 5e6
     assert 10e6 <= counts["small"] <= 20e6
     assert 70e6 <= counts["base"] <= 100e6
     assert 250e6 <= counts["large"] <= 350e6

@@ -17,14 +17,14 @@ import typer
 
 from acemusic.cli.app import app, fail
 
-PRESETS = ("tiny", "small", "base", "large")
+PRESETS = ("tiny", "mini", "small", "base", "large")  # as acemusic.train.config.PRESETS (no import at start)
 
 
 @app.command("train")
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory: checkpoints, log.jsonl, exported model/.")],
     data: Annotated[Path | None, typer.Option("--data", help="Dataset directory (acemusic data build).")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="tiny | small (default) | base | large.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="tiny | mini | small (default) | base | large")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig JSON instead of a preset.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Total optimizer steps (sets the cosine).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint/state.pt.")] = False,

@@ -175,6 +175,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_steps": 1500, "eval_interval": 250, "eval_windows": 64, "ckpt_interval": 100, "log_interval": 10,
         "fim_rate": 0.1,
     },
+    "mini": {  # the 'small' schedule, for a like-for-like comparison of the sizes
+        "seq_len": 512, "tokens_per_batch": 4096, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100,
+        "max_steps": 1500, "eval_interval": 250, "eval_windows": 64, "ckpt_interval": 100, "log_interval": 10,
+        "fim_rate": 0.1,
+    },
     "base": {
         "seq_len": 1024, "tokens_per_batch": 65536, "lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 1000,
         "max_steps": 50000, "eval_interval": 1000, "eval_windows": 512, "ckpt_interval": 1000, "log_interval": 20,
