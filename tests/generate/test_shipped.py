@@ -52,3 +52,16 @@ def test_cold_start_cli(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "16 bars" in r.stdout
+
+
+def test_mini_checkpoint_composes():
+    """The second shipped checkpoint (a quarter of the size, same vocabulary) composes through the same API."""
+    from acemusic.api import default_checkpoint
+
+    path = default_checkpoint().parent / "acemusic-mini"
+    assert (path / "config.json").is_file(), f"no mini checkpoint at {path}"
+    mini = load(path)
+    assert sum(p.numel() for p in mini.model.parameters()) < 5e6
+    a = mini.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
+    assert a.note_num() > 0 and a == mini.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
+    assert len(a.time_signatures) == 1 and (a.time_signatures[0].numerator, a.time_signatures[0].denominator) == (3, 4)
