@@ -190,7 +190,8 @@ class Engine:
             torch_n = dec_n = int(want) if want else before
         if want is not None:
             torch.set_num_threads(torch_n)
-        self.decoder.threads = dec_n  # read by OnnxDecoder; FastDecoder runs on torch's threads
+        if self.backend == "onnx":  # FastDecoder runs on torch's threads
+            self.decoder.threads = dec_n
         try:
             yield
         finally:

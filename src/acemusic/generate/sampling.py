@@ -50,12 +50,12 @@ def temperature(logits: np.ndarray, t: float) -> np.ndarray:
     return logits if t in (0.0, 1.0) else logits / np.float32(t)
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis in float64; a row of -inf gives zeros."""
-    m = x.max(-1, keepdims=True)
-    e = np.exp(x.astype(np.float64) - np.where(np.isfinite(m), m, 0.0))
-    s = e.sum(-1, keepdims=True)
-    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
+def finite_weights(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, weights) of one row's finite logits: ids ascending, weights exp(logit - max) in float64 (unnormalised;
+    divide by their sum for probabilities). Sampling only ever needs these few entries."""
+    idx = np.flatnonzero(row > NEG_INF)
+    x = row[idx].astype(np.float64)
+    return idx, np.exp(x - x.max()) if len(idx) else x
 
 
 def _keep_top_k(x: np.ndarray, k: int) -> np.ndarray:
@@ -147,8 +147,8 @@ def sample_next(logits: np.ndarray, generator: torch.Generator | None = None, gr
     u = uniform(generator, logits.shape[0])
     out = np.full(logits.shape[0], logits.shape[-1] - 1, np.int64)
     for r, row in enumerate(logits):
-        idx = np.flatnonzero(row > NEG_INF)
+        idx, w = finite_weights(row)
         if len(idx):
-            cdf = np.exp(row[idx].astype(np.float64) - row[idx].max()).cumsum()
+            cdf = w.cumsum()
             out[r] = idx[min(int(np.searchsorted(cdf, u[r] * cdf[-1], side="right")), len(idx) - 1)]
     return out

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from acemusic.generate.sampling import sample_next, uniform
+from acemusic.generate.sampling import finite_weights, sample_next, uniform
 
 
 class LookupDrafter:
@@ -78,9 +78,9 @@ def verify_draft(filtered: np.ndarray, d: int, gen: torch.Generator, greedy: boo
     if greedy:
         best = int(filtered.argmax())
         return None if best == d else best
-    finite = filtered[filtered > -np.inf].astype(np.float64)
-    m = finite.max() if len(finite) else 0.0
-    p_d = np.exp(float(filtered[d]) - m) / np.exp(finite - m).sum() if filtered[d] > -np.inf else 0.0
+    idx, w = finite_weights(filtered)
+    j = int(np.searchsorted(idx, d))
+    p_d = w[j] / w.sum() if j < len(idx) and idx[j] == d else 0.0
     if float(uniform(gen)[0]) < p_d:
         return None
     rest = filtered.copy()

@@ -100,9 +100,7 @@ class KVCache:
         over the ring, global slots of the row once out of the window (the rule of `plan`). Call `advance(T)`
         after the forward, and `rewind(n)` to drop the last n tokens again.
         """
-        T = is_global.shape[1]
-        if self.ring - self.window + 1 < T:
-            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
+        self._check_spare(is_global.shape[1])
         positions, ring_dst, _, g_dst, g_src = self._place(is_global)
         bias = np.where(self._allowed(positions), np.float32(0.0), np.float32(-np.inf))
         ring_t, g_dst_t, g_src_t, bias_t = (torch.from_numpy(a).to(self.device) for a in (ring_dst, g_dst, g_src, bias))
@@ -118,13 +116,14 @@ class KVCache:
         new token overwrites is out of every new query's window (needs spare >= T - 1), and a new global token is
         still inside it. Call `advance(T)` after the forward."""
         T = is_global.shape[1]
-        if self.ring - self.window + 1 < T:
-            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
-        if self.batch_size != is_global.shape[0]:
-            raise InputError("batch", f"cache was made for batch size {self.batch_size}, got {is_global.shape[0]}")
-        allowed = self._allowed(np.arange(self.pos, self.pos + T))
+        self._check_spare(T)
+        allowed = self._allowed(np.arange(self.pos, self.pos + T))  # before booking; _place checks the batch
         _, ring_dst, ring_src, g_dst, g_src = self._place(is_global)
         return np.concatenate([ring_dst, g_dst]), np.concatenate([ring_src, g_src]), allowed
+
+    def _check_spare(self, T: int) -> None:
+        if self.ring - self.window + 1 < T:
+            raise InputError("tokens", f"{T} tokens at once need a cache with spare >= {T - 1} ring slots")
 
     def _place(self, is_global: np.ndarray) -> tuple[np.ndarray, ...]:
         """Book T new tokens at positions pos..pos+T-1: ring slots for the last min(T, ring) of them, a global slot

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from acemusic.model.fast_decode import decode_weights, fold_cross
+from acemusic.model.fast_decode import FastDecoder, decode_weights, fold_cross
 from acemusic.model.kv_cache import KVCache
 from acemusic.model.rope import rope_cos_sin
 from acemusic.paths import cache_root, write_atomic
@@ -286,10 +286,7 @@ class OnnxDecoder:
         for i in range(self.cfg.n_layer):
             feeds[f"k{i}"], feeds[f"v{i}"] = k[i], v[i]
 
-    def step(self, ids, bar_idx, pos, is_global, cache: KVCache) -> Tensor:
-        """Feed one token per row (each argument a length-B sequence, is_global of bools); logits (B, V)."""
-        ids, bar_idx, pos = (np.asarray(a, np.int64)[:, None] for a in (ids, bar_idx, pos))
-        return self.forward(ids, bar_idx, pos, np.asarray(is_global, bool)[:, None], cache)[:, 0]
+    step = FastDecoder.step  # one token per row, through `forward`
 
     def forward(self, ids: np.ndarray, bar_idx: np.ndarray, pos: np.ndarray, is_global: np.ndarray,
                 cache: KVCache) -> Tensor:
