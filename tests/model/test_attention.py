@@ -145,3 +145,36 @@ def test_gqa_fallback_for_old_torch_matches(monkeypatch):
         monkeypatch.setattr(attn, "_SDPA_GQA", False)
         fallback = model(ids, bar, pos, glob)
     torch.testing.assert_close(native, fallback, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+@pytest.mark.parametrize("window", [6, 64])  # window < T (mask) and window >= T (causal)
+def test_training_attention_matches_sdpa_with_gradients(tiny, batch, n_kv_head, window, monkeypatch):
+    """The chunked training path (grad enabled, CPU) gives SDPA's outputs and gradients, with several chunks, a
+    ragged last chunk, a window+global mask and left padding."""
+    from acemusic.model import attention as attn_mod
+
+    real = attn_mod._chunked_attention
+    monkeypatch.setattr(attn_mod, "_chunked_attention", lambda *a: real(*a, chunk=8))
+    cfg = replace(tiny, n_kv_head=n_kv_head, window=window)
+    torch.manual_seed(0)
+    attn = SelfAttention(cfg, 0)
+    b = batch(2, 29, seed=5)
+    pad = torch.zeros(2, 29, dtype=torch.bool)
+    pad[1, :3] = True
+    cos, sin = rope_cos_sin(torch.arange(29), cfg.head_dim)
+    mask = build_mask(29, window, b["is_global"], pad)
+    x = torch.randn(2, 29, cfg.d_model, requires_grad=True)
+    grad_out = torch.randn(2, 29, cfg.d_model)
+    results = []
+    for training in (True, False):  # False: the SDPA path (it also runs with grad enabled)
+        attn.train(training)
+        x.grad = None
+        attn.zero_grad()
+        out = attn(x, AttnContext(cos, sin, mask, is_causal=mask is None))
+        out.backward(grad_out)
+        results.append((out.detach(), x.grad.clone(), attn.qkv.weight.grad.clone()))
+    keep = ~pad  # outputs at PAD positions are unspecified
+    (o1, gx1, gw1), (o2, gx2, gw2) = results
+    assert torch.allclose(o1[keep], o2[keep], atol=1e-5)
+    assert torch.allclose(gx1, gx2, atol=1e-5) and torch.allclose(gw1, gw2, atol=1e-4)

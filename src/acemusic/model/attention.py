@@ -71,6 +71,15 @@ class AttnContext:
     memory: Tensor | None = None  # (B, M, d_model) condition memory (training and prefill)
     cache: KVCache | None = None  # prefill: write K/V into it; decode: also attend over it
     decode: bool = False
+    _bias: Tensor | None = None  # additive form of mask (or of causality), built once by the first layer to ask
+
+    def bias(self, T: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The attention pattern as an additive (B|1, 1, T, T) tensor: 0 where allowed, -inf elsewhere."""
+        if self._bias is None or self._bias.dtype != dtype:
+            allowed = self.mask if self.mask is not None else torch.ones(T, T, device=device, dtype=torch.bool).tril()
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+            self._bias = bias.view(-1, 1, T, T)
+        return self._bias
 
 
 class SelfAttention(nn.Module):
@@ -88,14 +97,18 @@ class SelfAttention(nn.Module):
         B, T, _ = x.shape
         H, G, D = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.qkv(x).view(B, T, H + 2 * G, D).transpose(1, 2)  # (B, H+2G, T, D)
-        qk = apply_rope(qkv[:, : H + G], ctx.cos, ctx.sin)  # rotate q and k in one pass
-        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + G :]  # (B, H, T, D), (B, G, T, D), (B, G, T, D)
+        # split, not slicing: its backward is one cat, where each slice's backward zero-fills a full-size gradient
+        qk, v = qkv.split((H + G, G), dim=1)
+        q, k = apply_rope(qk, ctx.cos, ctx.sin).split((H, G), dim=1)  # rotate q and k in one pass
         if ctx.cache is not None:
             ctx.cache.write(self.layer, k, v)
             if ctx.decode:
                 k, v = ctx.cache.keys_values(self.layer)  # (B, G, S, D): ring window + global slots
         if ctx.decode and T == 1:
             return self.proj(_decode_attention(q, k, v, ctx.mask).reshape(B, 1, H * D))
+        if self.training and torch.is_grad_enabled() and x.device.type == "cpu":
+            y = _chunked_attention(q, k, v, ctx.bias(T, q.dtype, x.device), self.dropout)
+            return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
         if G != H and not _SDPA_GQA:  # torch < 2.5: share K/V across query heads by copying them
             k, v = k.repeat_interleave(H // G, dim=1), v.repeat_interleave(H // G, dim=1)
         gqa = {"enable_gqa": G != H} if _SDPA_GQA else {}
@@ -104,6 +117,33 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0, **gqa,
         )  # (B, H, T, D)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+
+def _chunked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, dropout: float, chunk: int = 128) -> Tensor:
+    """Training attention on CPU: q (B, H, T, D), k/v (B, G, T, D), additive bias (B|1, 1, T, T) -> (B, H, T, D).
+
+    Plain matmuls over blocks of `chunk` queries, each against the keys up to its last query only (5/8 of the
+    score matrix at T=512). SDPA's CPU flash kernel has a slow backward (fp32, ~6x its forward, and barely cheaper
+    for shorter sequences): forward + backward of this is 1.6x faster at T=512 and ~4x at T=128, bf16 autocast,
+    measured. The scores are rounded to q's dtype before the softmax, as in eager attention under autocast; SDPA
+    keeps them in fp32. Query heads are grouped under their K/V head as SDPA's enable_gqa.
+    """
+    B, H, T, D = q.shape
+    G = k.shape[1]
+    R = H // G
+    kt = k.transpose(-1, -2) * D**-0.5  # (B, G, D, T): scale the small operand, not the scores
+    outs = []
+    for c0 in range(0, T, chunk):
+        c1 = min(T, c0 + chunk)
+        n = c1 - c0
+        qg = q[:, :, c0:c1].reshape(B, G, R * n, D)
+        scores = (qg @ kt[..., :c1]).view(B, G, R, n, c1) + bias[:, :, None, c0:c1, :c1]
+        probs = scores.softmax(dim=-1)
+        if dropout > 0:
+            probs = F.dropout(probs, dropout, True)
+        probs = probs.view(B, G, R * n, c1)
+        outs.append((probs @ v[:, :, :c1]).view(B, H, n, D))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
 def _decode_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
