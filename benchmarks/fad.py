@@ -85,14 +85,15 @@ class KneserNeyComposer:
 def random_bundle():
     import torch
 
-    from acemusic.api import Bundle
-    from acemusic.model import ModelConfig, MusicTransformer
+    from acemusic.api import Bundle, default_checkpoint
+    from acemusic.model import MusicTransformer
+    from acemusic.model.checkpoint import read_config
     from acemusic.text import TextEmbedder
     from acemusic.tokenizer import Tokenizer
 
     tok = Tokenizer()
     torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig.preset("small", vocab_size=len(tok.vocab))).eval()
+    model = MusicTransformer(read_config(default_checkpoint())[0]).eval()  # the shipped model's shape
     return Bundle(model, tok, TextEmbedder(), quantize="int8")
 
 

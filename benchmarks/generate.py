@@ -4,7 +4,7 @@
 
 Both models have the same width, depth, heads and vocabulary (GPT-2's MLP is 4x wide, ours is SwiGLU of the same
 parameter count) and generate the same number of new tokens at batch 1 with sampling and their KV caches, in the same
-process, alternating runs. Ours is the shipped checkpoint when it exists, else the 'small' preset with random
+process, alternating runs. Ours is the shipped checkpoint when it exists, else the 'mini' preset with random
 weights (the JSON says which). Also measured: a realistic `compose` of 16 bars with and without classifier-free
 guidance, as seconds of music per second of compute (x real time; meaningful with trained weights only), one piece
 at a time (the single-stream figure) and, as throughput, 8 pieces composed as one batch.
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def our_model(checkpoint: Path | None):
-    """(fp32 Bundle, description): the shipped checkpoint when there is one, else random 'small' weights."""
+    """(fp32 Bundle, description): the shipped checkpoint when there is one, else random 'mini' weights."""
     from acemusic.api import Bundle, default_checkpoint, load
     from acemusic.model import ModelConfig, MusicTransformer
     from acemusic.text import TextEmbedder
@@ -44,8 +44,8 @@ def our_model(checkpoint: Path | None):
         return load(path, quantize=None), f"checkpoint {path}"
     tok = Tokenizer()
     torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig.preset("small", vocab_size=len(tok.vocab))).eval()
-    return Bundle(model, tok, TextEmbedder()), "random weights, 'small' preset (no shipped checkpoint yet)"
+    model = MusicTransformer(ModelConfig.preset("mini", vocab_size=len(tok.vocab))).eval()
+    return Bundle(model, tok, TextEmbedder()), "random weights, 'mini' preset (no shipped checkpoint yet)"
 
 
 def gpt2_like(cfg, vocab_size: int):

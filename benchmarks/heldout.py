@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def task_parser(doc: str, out_name: str) -> argparse.ArgumentParser:
     """--checkpoint, --data, --split, --seed, --threads and --out (benchmarks/results/<out_name>)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-small"))
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "acemusic-mini"))
     ap.add_argument("--data", default=str(ROOT / "data" / "m21"))
     ap.add_argument("--split", default="test")
     ap.add_argument("--seed", type=int, default=0)

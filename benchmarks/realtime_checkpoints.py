@@ -1,8 +1,8 @@
 """x real time of `compose` for several checkpoints, one after the other in one process (same samples per seed).
 
-    .venv/bin/python benchmarks/realtime_checkpoints.py [--seeds 8] [--out benchmarks/results/generate_mini.json]
+    .venv/bin/python benchmarks/realtime_checkpoints.py [--seeds 8] [--out benchmarks/results/realtime_checkpoints.json]
 
-For each checkpoint (default: the shipped acemusic-small and acemusic-mini), `compose_realtime` of
+For each checkpoint (default: the shipped acemusic-mini, the default, and acemusic-small), `compose_realtime` of
 benchmarks/generate.py: 16 bars of "melancholic piano, slow, D minor", one candidate, seeds 0..N-1, without and with
 guidance 1.5, the default decoder. Writes {checkpoint name: [unguided, guided]}.
 """
@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", type=Path, nargs="+",
-                    default=[ROOT / "checkpoints" / "acemusic-small", ROOT / "checkpoints" / "acemusic-mini"])
+                    default=[ROOT / "checkpoints" / "acemusic-mini", ROOT / "checkpoints" / "acemusic-small"])
     ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generate_mini.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "realtime_checkpoints.json")
     args = ap.parse_args()
 
     import generate as G

@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 
     from acemusic.generate.engine import Step
 
-CHECKPOINT_NAME = "acemusic-small"
+CHECKPOINT_NAME = "acemusic-mini"  # the default; checkpoints/acemusic-small is the 16M alternative
 DEFAULT_CANDIDATES = 8  # up to 8 when a key/mode is asked, in batches of 4 (README "Prompt adherence": 1, 2, 4, 8)
 MAX_CANDIDATES = 16
 ENV_CHECKPOINT = "ACEMUSIC_CHECKPOINT"
 
 
 def default_checkpoint() -> Path:
-    """$ACEMUSIC_CHECKPOINT, else <repo>/checkpoints/acemusic-small, else the copy inside the installed package."""
+    """$ACEMUSIC_CHECKPOINT, else <repo>/checkpoints/acemusic-mini, else the copy inside the installed package."""
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
         return Path(env)

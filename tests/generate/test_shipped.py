@@ -54,14 +54,17 @@ def test_cold_start_cli(tmp_path):
     assert out.is_file() and "16 bars" in r.stdout
 
 
-def test_mini_checkpoint_composes():
-    """The second shipped checkpoint (a quarter of the size, same vocabulary) composes through the same API."""
-    from acemusic.api import default_checkpoint
+def test_default_is_mini(bundle):
+    assert bundle.path.name == "acemusic-mini" or "ACEMUSIC_CHECKPOINT" in __import__("os").environ
+    assert sum(p.numel() for p in bundle.model.parameters()) < 5e6
 
-    path = default_checkpoint().parent / "acemusic-mini"
-    assert (path / "config.json").is_file(), f"no mini checkpoint at {path}"
-    mini = load(path)
-    assert sum(p.numel() for p in mini.model.parameters()) < 5e6
-    a = mini.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
-    assert a.note_num() > 0 and a == mini.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
+
+def test_small_checkpoint_composes():
+    """The second shipped checkpoint (16M, four times the size, same vocabulary) composes through the same API."""
+    path = default_checkpoint().parent / "acemusic-small"
+    assert (path / "config.json").is_file(), f"no small checkpoint at {path}"
+    small = load(path)
+    assert sum(p.numel() for p in small.model.parameters()) > 15e6
+    a = small.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
+    assert a.note_num() > 0 and a == small.compose("joyful 3/4 flute tune in G major", bars=8, seed=0)
     assert len(a.time_signatures) == 1 and (a.time_signatures[0].numerator, a.time_signatures[0].denominator) == (3, 4)

@@ -1,6 +1,6 @@
 """`acemusic eval adherence`: compose the 50 evaluation prompts and report the share of asks met per field.
 
-    acemusic eval adherence --checkpoint checkpoints/acemusic-small --out benchmarks/results/adherence.json
+    acemusic eval adherence --checkpoint checkpoints/acemusic-mini --out benchmarks/results/adherence.json
 """
 
 from __future__ import annotations

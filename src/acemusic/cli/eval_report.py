@@ -1,6 +1,6 @@
 """`acemusic eval report`: the model against every baseline and held-out real music, as a Markdown report.
 
-    acemusic eval report --checkpoint checkpoints/acemusic-small --data data/m21 --lstm runs/lstm \
+    acemusic eval report --checkpoint checkpoints/acemusic-mini --data data/m21 --lstm runs/lstm \
         --n 200 --bars 16 --out runs/eval_report
 
 Writes `report.md` (tables), `pitch_classes.png`, `metrics.png`, `piano_rolls.png`, `results.json` and the cached

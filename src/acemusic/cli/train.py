@@ -1,8 +1,8 @@
 """`acemusic train`: train a model on a dataset built by `acemusic data build`.
 
-    acemusic train --data data/m21 --preset small --out runs/small --steps 1500
-    acemusic train --out runs/small --resume                      # continue exactly where it stopped
-    torchrun --nproc_per_node 2 -m acemusic.cli.train --data data/m21 --preset small --out runs/small
+    acemusic train --data data/m21 --preset mini --out runs/mini       # the shipped acemusic-mini recipe
+    acemusic train --out runs/mini --resume                      # continue exactly where it stopped
+    torchrun --nproc_per_node 2 -m acemusic.cli.train --data data/m21 --preset mini --out runs/mini
 
 The torchrun form runs this module directly (same options, no `train` word); `torchrun ... $(which acemusic) train`
 works too. With --resume the run's saved train_config.json is the base and the options given override it.
@@ -24,7 +24,8 @@ PRESETS = ("tiny", "mini", "small", "base", "large")  # as acemusic.train.config
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory: checkpoints, log.jsonl, exported model/.")],
     data: Annotated[Path | None, typer.Option("--data", help="Dataset directory (acemusic data build).")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="tiny | mini | small (default) | base | large")] = None,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="tiny | mini (default, shipped) | small | base | large")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig JSON instead of a preset.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Total optimizer steps (sets the cosine).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint/state.pt.")] = False,
@@ -62,7 +63,7 @@ def train_cmd(
                 fail(f"{config}: no such config file")
             cfg = TrainConfig.load(config)
         else:
-            name = preset or "small"
+            name = preset or "mini"
             if name not in PRESETS:
                 fail(f"--preset must be one of {', '.join(PRESETS)}, not {name!r}")
             cfg = TrainConfig.preset(name)

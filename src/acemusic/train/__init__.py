@@ -1,7 +1,7 @@
 """Training: TrainConfig presets, the loop, AdamW + schedule, batching, torchrun support. See loop.py.
 
     from acemusic.train import TrainConfig, train
-    train(TrainConfig.preset("small", data="data/m21", out="runs/small", max_steps=1500))
+    train(TrainConfig.preset("mini", data="data/m21", out="runs/mini"))
 
 `train` and `TrainResult` load torch lazily, so importing the config stays cheap for the CLI.
 """
