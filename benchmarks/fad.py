@@ -21,6 +21,7 @@ Writes benchmarks/results/fad.json; renders and generated MIDI are cached under 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -116,6 +117,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     import acemusic
+    from acemusic.api import default_checkpoint
     from acemusic.audio.batch import BatchConfig, render_batch
     from acemusic.data.shards import TokenDataset
     from acemusic.errors import InputError
@@ -143,15 +145,21 @@ def main() -> None:
         timings[f"render_{name}"] = round(time.perf_counter() - t, 1)
         print(f"{name}: {len(sets[name])} renders", flush=True)
 
-    systems = (("model", lambda: acemusic.load()), ("kneser-ney", lambda: KneserNeyComposer(args.data)),
-               ("random", random_bundle))
-    for name, make in systems:
+    # The cache folders of the model sets carry a fingerprint of the shipped checkpoint: new weights (or a new
+    # default checkpoint) must not reuse another model's cached pieces and renders.
+    ckpt = default_checkpoint()
+    weights = hashlib.sha1((ckpt / "model.safetensors").read_bytes()).hexdigest()[:10]
+    shape = hashlib.sha1((ckpt / "config.json").read_bytes()).hexdigest()[:10]
+    systems = (("model", f"model-{weights}", lambda: acemusic.load()),
+               ("kneser-ney", "kneser-ney", lambda: KneserNeyComposer(args.data)),
+               ("random", f"random-{shape}", random_bundle))
+    for name, folder, make in systems:
         t = time.perf_counter()
-        items = generate(make(), prompts, args.bars, work / "midi", name)
+        items = generate(make(), prompts, args.bars, work / "midi", folder)
         timings[f"generate_{name}"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        res = render_batch(items, work / "audio" / name, cfg_gen, workers=args.workers, progress=False)
-        sets[name] = [work / "audio" / name / r["wav"] for r in res.ok()]
+        res = render_batch(items, work / "audio" / folder, cfg_gen, workers=args.workers, progress=False)
+        sets[name] = [work / "audio" / folder / r["wav"] for r in res.ok()]
         timings[f"render_{name}"] = round(time.perf_counter() - t, 1)
         print(f"{name}: {len(sets[name])} renders ({timings[f'generate_{name}']} s generating)", flush=True)
 
