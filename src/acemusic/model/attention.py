@@ -124,9 +124,10 @@ def _chunked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, dropout: f
 
     Plain matmuls over blocks of `chunk` queries, each against the keys up to its last query only (5/8 of the
     score matrix at T=512). SDPA's CPU flash kernel has a slow backward (fp32, ~6x its forward, and barely cheaper
-    for shorter sequences): forward + backward of this is 1.6x faster at T=512 and ~4x at T=128, bf16 autocast,
-    measured. The scores are rounded to q's dtype before the softmax, as in eager attention under autocast; SDPA
-    keeps them in fp32. Query heads are grouped under their K/V head as SDPA's enable_gqa.
+    for shorter sequences): forward + backward of this is 1.2-1.5x faster at T=256-1024 and ~3x at T=128, bf16
+    autocast (benchmarks/train_attention.py); blocks of 64 or 256 measured slower than 128. The scores are rounded
+    to q's dtype before the softmax, as in eager attention under autocast; SDPA keeps them in fp32. Query heads are
+    grouped under their K/V head as SDPA's enable_gqa.
     """
     B, H, T, D = q.shape
     G = k.shape[1]
