@@ -104,3 +104,15 @@ def test_session_matches_full_forward_and_samples_valid_pieces(tok, trained, seq
     assert GrammarState(g, req.controls).accepts(out) is None
     assert int((out == tok.vocab.bar).sum()) == 3 and ids[-1] == tok.vocab.eos
     assert tok.decode(out).note_num() > 0
+
+
+def test_step_budget_alone_has_no_time_limit(tok, seqs) -> None:
+    """minutes=None: exactly max_steps steps, the schedule decays by steps; with neither budget it refuses."""
+    cfg = LSTMConfig(len(tok.vocab), d_model=16, n_layers=1, dropout=0.0)
+    _, log = train_lstm(seqs, cfg, LSTMTrainConfig(seq_len=32, batch_size=4, lr=1e-2, warmup=2, max_steps=12,
+                                                   minutes=None, log_every=1))
+    assert log[-1]["step"] == 12
+    steps = [r for r in log if "lr" in r]
+    assert steps[-1]["lr"] < steps[2]["lr"]  # decays with the step fraction, not with (unbounded) time
+    with pytest.raises(ValueError, match="budget"):
+        train_lstm(seqs, cfg, LSTMTrainConfig(minutes=None, max_steps=None))

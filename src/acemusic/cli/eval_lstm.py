@@ -1,6 +1,7 @@
 """`acemusic eval lstm`: train the LSTM baseline on a dataset's train split and score val/test.
 
-    acemusic eval lstm --data data/m21 --out runs/lstm --minutes 25 --threads 1
+    acemusic eval lstm --data data/m21 --out runs/lstm --max-steps 1265 --threads 1   # the README's baseline
+    acemusic eval lstm --data data/m21 --out runs/lstm --minutes 25                 # a time budget instead
 
 Weights go to `--out` (lstm.safetensors + config.json, with the training log and held-out NLL); keep them out of
 git. `acemusic eval report --lstm runs/lstm` samples from it.
@@ -23,8 +24,10 @@ from acemusic.errors import AcemusicError
 def lstm_cmd(
     data: Annotated[Path, typer.Option("--data", help="Dataset directory from `acemusic data build`.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the weights (outside git, e.g. runs/lstm).")],
-    minutes: Annotated[float, typer.Option("--minutes", min=0.01, help="Wall-time training budget.")] = 25.0,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        "--minutes", min=0.01, help="Wall-time budget [default: 25, or none when --max-steps is given].")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", min=1, help="Step budget (exact, load-independent).")] = None,
     d_model: Annotated[int, typer.Option("--d-model", min=8, help="Embedding and hidden size.")] = 256,
     layers: Annotated[int, typer.Option("--layers", min=1, max=6, help="LSTM layers.")] = 2,
     seq_len: Annotated[int, typer.Option("--seq-len", min=8, help="Truncated-BPTT window.")] = 256,
@@ -59,6 +62,8 @@ def lstm_cmd(
         val = sequences_for_split(data, "val", tok)
     except AcemusicError as e:
         fail(str(e))
+    if minutes is None and max_steps is None:
+        minutes = 25.0
     cfg = LSTMConfig(len(tok.vocab), d_model, layers)
     tcfg = LSTMTrainConfig(seq_len=seq_len, batch_size=batch_size, lr=lr, minutes=minutes, max_steps=max_steps,
                            seed=seed)

@@ -51,8 +51,8 @@ class LSTMTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 50
-    minutes: float = 25.0  # wall-time budget
-    max_steps: int | None = None  # stop earlier after this many steps
+    minutes: float | None = 25.0  # wall-time budget; None = none (then max_steps is the budget)
+    max_steps: int | None = None  # stop after this many steps (or earlier, when the time budget runs out)
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 25
@@ -105,16 +105,18 @@ def train_lstm(
     data = torch.from_numpy(_stream(train))
     if len(data) < tcfg.seq_len + 2:
         raise ValueError(f"need more than {tcfg.seq_len + 1} training tokens, got {len(data)}")
+    if tcfg.minutes is None and tcfg.max_steps is None:
+        raise ValueError("give a time budget (minutes), a step budget (max_steps) or both")
     model = LSTMLM(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    budget = tcfg.minutes * 60.0
+    budget = None if tcfg.minutes is None else tcfg.minutes * 60.0
     t0 = time.perf_counter()
     log: list[dict] = []
     step = 0
     offsets = torch.arange(tcfg.seq_len + 1)
     while True:
         elapsed = time.perf_counter() - t0
-        frac = elapsed / budget if budget > 0 else 1.0
+        frac = 0.0 if budget is None else elapsed / budget if budget > 0 else 1.0
         if tcfg.max_steps is not None:
             frac = max(frac, step / tcfg.max_steps)
         if frac >= 1.0:
