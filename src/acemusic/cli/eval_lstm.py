@@ -63,7 +63,7 @@ def lstm_cmd(
     except AcemusicError as e:
         fail(str(e))
     if minutes is None and max_steps is None:
-        minutes = 25.0
+        minutes = LSTMTrainConfig.minutes  # the dataclass default time budget
     cfg = LSTMConfig(len(tok.vocab), d_model, layers)
     tcfg = LSTMTrainConfig(seq_len=seq_len, batch_size=batch_size, lr=lr, minutes=minutes, max_steps=max_steps,
                            seed=seed)

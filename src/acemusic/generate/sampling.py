@@ -80,12 +80,13 @@ def _filter_rows(logits: np.ndarray, keep) -> np.ndarray:
     """-inf where `keep(finite entries of a row)` says False. The filters work on each row's finite entries only:
     after the grammar mask that is a few dozen of 736, and every numpy op on them costs ~1 us."""
     out = np.full(logits.shape, NEG_INF, np.float32)
+    rows_out = out.reshape(-1, logits.shape[-1])  # a view: writing it fills `out`
     for r, row in enumerate(logits.reshape(-1, logits.shape[-1])):
         idx = np.flatnonzero(row > NEG_INF)
         if len(idx):
             x = row[idx]
             k = keep(x)
-            out.reshape(-1, logits.shape[-1])[r, idx[k]] = x[k]
+            rows_out[r, idx[k]] = x[k]
     return out
 
 
